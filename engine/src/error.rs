@@ -1,0 +1,143 @@
+//! The engine's one error type.
+//!
+//! Variants carry the context a caller needs to act on them (which path,
+//! which dimension, which id). Input errors (`DimensionMismatch`,
+//! `NonFinite`, `ZeroVector`, `InvalidArgument`, `UnknownId`, …) are the
+//! caller's to fix; storage errors (`Io`, `Corrupted`, `IncompatibleFormat`)
+//! name the file so an operator can find it.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vector (or a batch of vectors) does not have the expected dimension.
+    #[error("dimension mismatch: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// Dimension the index or kernel was built for.
+        expected: usize,
+        /// Dimension that was supplied.
+        got: usize,
+    },
+
+    /// A vector contains NaN or ±Inf.
+    #[error("vector component {index} is not finite ({value})")]
+    NonFinite {
+        /// Position of the first non-finite component.
+        index: usize,
+        /// The offending value.
+        value: f32,
+    },
+
+    /// A zero vector was given where a direction is needed (cosine, inner product).
+    #[error("zero vector: a {metric} index needs a non-zero vector")]
+    ZeroVector {
+        /// Metric that needs a direction.
+        metric: &'static str,
+    },
+
+    /// An argument is out of its documented range.
+    #[error("invalid argument `{name}`: {reason}")]
+    InvalidArgument {
+        /// Name of the argument.
+        name: &'static str,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
+
+    /// Row ids must be appended in strictly increasing order.
+    #[error("row id {id} is not greater than the last appended id {last}")]
+    IdNotIncreasing {
+        /// The id that was offered.
+        id: u64,
+        /// The largest id already in the index.
+        last: u64,
+    },
+
+    /// The id is not in the index (or was already deleted).
+    #[error("unknown row id {id}")]
+    UnknownId {
+        /// The id that was looked up.
+        id: u64,
+    },
+
+    /// `BIOMATCH_SIMD` (or a caller) asked for a kernel backend this CPU cannot run.
+    #[error("SIMD backend `{requested}` is not available: {reason}")]
+    UnsupportedBackend {
+        /// The backend that was asked for.
+        requested: String,
+        /// Why it cannot be used (unknown name, missing CPU features).
+        reason: String,
+    },
+
+    /// An operating-system I/O error, with the file it happened on.
+    #[error("I/O error on {path}: {source}", path = path.display())]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but its content is damaged (bad checksum, truncated, inconsistent).
+    #[error("corrupted file {path}: {reason}", path = path.display())]
+    Corrupted {
+        /// The damaged file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A file is of another kind or of a format version this build cannot read.
+    #[error("incompatible file {path}: {reason}", path = path.display())]
+    IncompatibleFormat {
+        /// The file.
+        path: PathBuf,
+        /// Which field did not match and what was expected.
+        reason: String,
+    },
+
+    /// An index was opened with settings that differ from those it was created with.
+    #[error("index at {path} was created with {field} = {stored}, but {requested} was requested", path = path.display())]
+    ConfigMismatch {
+        /// Index directory.
+        path: PathBuf,
+        /// Name of the setting.
+        field: &'static str,
+        /// Value recorded on disk.
+        stored: String,
+        /// Value the caller asked for.
+        requested: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption report for `path`.
+    pub fn corrupted(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupted {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An invalid-argument report.
+    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name,
+            reason: reason.into(),
+        }
+    }
+}

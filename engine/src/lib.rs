@@ -1,0 +1,15 @@
+//! # biomatch-engine
+//!
+//! The matching core of biomatch, as a pure library (no async runtime, no
+//! HTTP): SIMD similarity kernels ([`vector`]).
+//!
+//! Everything here is synchronous; CPU-parallel work uses the caller's
+//! rayon pool (`pool.install(|| ...)`), so a server decides how many threads
+//! search gets.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod vector;
+
+pub use error::{Error, Result};
