@@ -1,0 +1,13 @@
+//! On-disk storage: crash-safe file replacement ([`fs`]), the shared file
+//! envelope ([`format`]), memory maps ([`mmap`]), append-only record logs
+//! ([`log`]) and sealed vector segments ([`segment`]).
+//!
+//! Every file carries a magic, a kind, a format version and checksums;
+//! damage is reported as [`crate::Error::Corrupted`] with the path, never
+//! read as data.
+
+pub mod format;
+pub mod fs;
+pub mod log;
+pub mod mmap;
+pub mod segment;
