@@ -1,8 +1,8 @@
 //! # biomatch-engine
 //!
 //! The matching core of biomatch, as a pure library (no async runtime, no
-//! HTTP): SIMD similarity kernels ([`vector`]) and crash-safe on-disk
-//! formats ([`storage`]).
+//! HTTP): SIMD similarity kernels ([`vector`]), crash-safe on-disk formats
+//! ([`storage`]) and vector indexes ([`index`]).
 //!
 //! Everything here is synchronous; CPU-parallel work uses the caller's
 //! rayon pool (`pool.install(|| ...)`), so a server decides how many threads
@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod index;
 pub mod storage;
 pub mod vector;
 

@@ -1,0 +1,710 @@
+//! The exact (brute-force) index over memory-mapped segments.
+//!
+//! # Layout of an index directory
+//!
+//! ```text
+//! index.bmman              manifest: settings + sealed segments (atomic replace)
+//! seg-0000000001.bmseg     sealed segments (immutable, memory-mapped)
+//! vlog-0000000004.bmlog    log of the writable segment (append-only)
+//! tombstones.bmlog         ids deleted (append-only)
+//! ```
+//!
+//! # Writes
+//!
+//! One writer ([`FlatIndex`], `&mut self`) appends rows with caller-chosen,
+//! strictly increasing `u64` ids and tombstones them. Rows land in the
+//! writable segment; at `segment_rows` rows it is sealed: written as a
+//! segment file (temp, fsync, rename), recorded in the manifest, and its log
+//! replaced. Writes are buffered; [`FlatIndex::sync`] makes them durable.
+//! A crash at any point leaves a state [`FlatIndex::open`] recovers: stray
+//! temporaries and unrecorded segment files are removed, the writable
+//! segment is replayed from its log up to the last intact record.
+//!
+//! # Reads
+//!
+//! After every write the writer publishes a new [`FlatSnapshot`] with one
+//! atomic pointer swap. Any number of threads search through
+//! [`FlatReader::snapshot`]; a search never blocks the writer and never sees
+//! half a batch.
+
+mod growing;
+mod manifest;
+mod search;
+mod snapshot;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::error::{Error, Result};
+use crate::storage::format::{Fields, FileKind};
+use crate::storage::fs::{remove_durably, remove_stale_temps};
+use crate::storage::log::{RecordLog, Replay};
+use crate::storage::segment::{self, SealedSegment, SegmentMeta};
+use crate::vector::{self, Dtype, Kernels, MAX_DIM, Metric, quant::F16_MAX};
+
+pub use snapshot::FlatSnapshot;
+
+use growing::Growing;
+use manifest::{Manifest, SegmentEntry};
+use snapshot::{DeleteSet, SegData, SegStats, SnapSegment};
+
+/// File name of the deleted-id log.
+const TOMBSTONES_FILE: &str = "tombstones.bmlog";
+
+/// Default rows per sealed segment: 256 Ki rows (512 MiB of `f32` at d = 512).
+pub const DEFAULT_SEGMENT_ROWS: usize = 1 << 18;
+
+/// Settings fixed when an index is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlatConfig {
+    /// Vector dimension, 1 to [`MAX_DIM`].
+    pub dim: usize,
+    /// Storage type of the scanned codes.
+    pub dtype: Dtype,
+    /// Comparison metric.
+    pub metric: Metric,
+    /// Rows per sealed segment (a multiple of the block size is best).
+    pub segment_rows: usize,
+}
+
+impl FlatConfig {
+    /// A configuration with [`DEFAULT_SEGMENT_ROWS`].
+    pub fn new(dim: usize, dtype: Dtype, metric: Metric) -> FlatConfig {
+        FlatConfig {
+            dim,
+            dtype,
+            metric,
+            segment_rows: DEFAULT_SEGMENT_ROWS,
+        }
+    }
+
+    /// Same settings with another segment size.
+    pub fn with_segment_rows(self, segment_rows: usize) -> FlatConfig {
+        FlatConfig {
+            segment_rows,
+            ..self
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=MAX_DIM).contains(&self.dim) {
+            return Err(Error::invalid(
+                "dim",
+                format!("{} is outside 1..={MAX_DIM}", self.dim),
+            ));
+        }
+        if self.segment_rows == 0 || self.segment_rows > u32::MAX as usize {
+            return Err(Error::invalid(
+                "segment_rows",
+                format!("{} is outside 1..={}", self.segment_rows, u32::MAX),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Options for [`FlatIndex::open`].
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Read every sealed segment completely to check its checksum and id
+    /// order (slower open, catches silent corruption). Header, sizes and
+    /// footers are always checked.
+    pub verify_checksums: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            verify_checksums: true,
+        }
+    }
+}
+
+/// What [`FlatIndex::open`] found and repaired.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// Sealed segments opened.
+    pub segments: usize,
+    /// Rows replayed into the writable segment.
+    pub replayed_rows: u64,
+    /// Replay of the writable segment's log (a torn tail is dropped).
+    pub vector_log: Replay,
+    /// Replay of the tombstone log.
+    pub tombstone_log: Replay,
+    /// Tombstones for ids that are not in the index (lost with a dropped tail).
+    pub unknown_tombstones: u64,
+    /// Files removed: stray temporaries, segments the manifest does not
+    /// list, logs of already sealed segments.
+    pub removed_files: Vec<PathBuf>,
+}
+
+/// The writer of a flat index. See the module docs.
+pub struct FlatIndex {
+    dir: PathBuf,
+    manifest: Manifest,
+    sealed: Vec<(Arc<SealedSegment>, SegStats)>,
+    /// One delete set per sealed segment, then one for the writable segment.
+    deleted: Vec<Arc<DeleteSet>>,
+    growing: Growing,
+    tombstones: RecordLog,
+    kernels: Kernels,
+    published: Arc<ArcSwap<FlatSnapshot>>,
+    /// Set when a write failed half-way; further writes are refused.
+    failed: Option<String>,
+    report: OpenReport,
+}
+
+impl std::fmt::Debug for FlatIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatIndex")
+            .field("dir", &self.dir)
+            .field("config", &self.manifest.config())
+            .field("segments", &self.sealed.len())
+            .field("growing_rows", &self.growing.rows())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cloneable, thread-safe handle for searching an index while its writer
+/// keeps writing.
+#[derive(Clone, Debug)]
+pub struct FlatReader {
+    published: Arc<ArcSwap<FlatSnapshot>>,
+}
+
+impl FlatReader {
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<FlatSnapshot> {
+        self.published.load_full()
+    }
+}
+
+/// Validates `v` for `config` and writes the vector to store or search with
+/// into `out`: normalised for cosine.
+pub(crate) fn prepare(
+    config: &FlatConfig,
+    v: &[f32],
+    out: &mut Vec<f32>,
+    storing: bool,
+) -> Result<()> {
+    if v.len() != config.dim {
+        return Err(Error::DimensionMismatch {
+            expected: config.dim,
+            got: v.len(),
+        });
+    }
+    if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            index,
+            value: v[index],
+        });
+    }
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 && config.metric != Metric::L2 {
+        return Err(Error::ZeroVector {
+            metric: config.metric.name(),
+        });
+    }
+    out.clear();
+    if config.metric == Metric::Cosine {
+        let inv = (1.0 / norm) as f32;
+        out.extend(v.iter().map(|&x| x * inv));
+    } else {
+        out.extend_from_slice(v);
+    }
+    if storing
+        && config.dtype == Dtype::F16
+        && let Some(index) = out.iter().position(|x| x.abs() > F16_MAX)
+    {
+        return Err(Error::invalid(
+            "vector",
+            format!(
+                "component {index} = {} exceeds the f16 range (±{F16_MAX}); use dtype f32",
+                out[index]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl FlatIndex {
+    /// Creates a new index in `dir` (created if missing; must not hold an index).
+    pub fn create(dir: &Path, config: FlatConfig) -> Result<FlatIndex> {
+        config.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if Manifest::path(dir).exists() {
+            return Err(Error::invalid(
+                "dir",
+                format!("{} already holds an index; open it instead", dir.display()),
+            ));
+        }
+        let manifest = Manifest::new(&config);
+        let growing = Growing::create(dir, manifest.next_seq, &config)?;
+        let tombstones = RecordLog::create(
+            &dir.join(TOMBSTONES_FILE),
+            FileKind::Tombstones,
+            &Fields::default().finish(),
+        )?;
+        // The manifest goes last: a directory without one is not an index,
+        // so a crash before this point leaves nothing half-created.
+        manifest.write(dir)?;
+        Ok(FlatIndex::assemble(
+            dir,
+            manifest,
+            Vec::new(),
+            growing,
+            tombstones,
+            OpenReport::default(),
+        ))
+    }
+
+    /// Opens the index in `dir`, recovering from any crash (module docs).
+    pub fn open(dir: &Path, options: OpenOptions) -> Result<FlatIndex> {
+        let mut report = OpenReport {
+            removed_files: remove_stale_temps(dir)?,
+            ..OpenReport::default()
+        };
+        let manifest = Manifest::read(dir)?;
+        let config = manifest.config();
+
+        let mut sealed = Vec::with_capacity(manifest.segments.len());
+        for entry in &manifest.segments {
+            let path = segment::segment_path(dir, entry.seq);
+            let seg = SealedSegment::open(&path, options.verify_checksums)?;
+            check_segment(&path, seg.meta(), entry, &config)?;
+            let stats = SegStats::of_sealed(&seg);
+            sealed.push((Arc::new(seg), stats));
+        }
+        report.segments = sealed.len();
+        report
+            .removed_files
+            .extend(remove_unlisted(dir, &manifest)?);
+
+        let last_sealed = manifest.segments.last().map(|s| s.last_id);
+        let log_path = dir.join(growing::log_file_name(manifest.next_seq));
+        let growing = if log_path.exists() {
+            let (g, replay) = Growing::open(dir, manifest.next_seq, &config, last_sealed)?;
+            report.replayed_rows = replay.records;
+            report.vector_log = replay;
+            g
+        } else {
+            // Crash between recording a sealed segment and starting its successor's log.
+            Growing::create(dir, manifest.next_seq, &config)?
+        };
+
+        let mut ids = Vec::new();
+        let tomb_path = dir.join(TOMBSTONES_FILE);
+        let (tombstones, replay) = if tomb_path.exists() {
+            let (log, _, replay) = RecordLog::open(&tomb_path, FileKind::Tombstones, |p| {
+                let id: [u8; 8] = p.try_into().map_err(|_| {
+                    Error::corrupted(&tomb_path, format!("tombstone of {} bytes", p.len()))
+                })?;
+                ids.push(u64::from_le_bytes(id));
+                Ok(())
+            })?;
+            (log, replay)
+        } else {
+            let log = RecordLog::create(
+                &tomb_path,
+                FileKind::Tombstones,
+                &Fields::default().finish(),
+            )?;
+            (log, Replay::default())
+        };
+        report.tombstone_log = replay;
+
+        let mut index = FlatIndex::assemble(dir, manifest, sealed, growing, tombstones, report);
+        for id in ids {
+            if !index.mark_deleted(id) {
+                index.report.unknown_tombstones += 1;
+            }
+        }
+        index.publish();
+        Ok(index)
+    }
+
+    /// Opens the index in `dir`, or creates it with `config` if `dir` holds
+    /// none. An existing index must have been created with the same settings.
+    pub fn open_or_create(
+        dir: &Path,
+        config: FlatConfig,
+        options: OpenOptions,
+    ) -> Result<FlatIndex> {
+        if !Manifest::path(dir).exists() {
+            return FlatIndex::create(dir, config);
+        }
+        let index = FlatIndex::open(dir, options)?;
+        let stored = index.config();
+        let mismatch = |field, stored: String, requested: String| {
+            Err(Error::ConfigMismatch {
+                path: dir.to_path_buf(),
+                field,
+                stored,
+                requested,
+            })
+        };
+        if stored.dim != config.dim {
+            return mismatch("dim", stored.dim.to_string(), config.dim.to_string());
+        }
+        if stored.dtype != config.dtype {
+            return mismatch("dtype", stored.dtype.to_string(), config.dtype.to_string());
+        }
+        if stored.metric != config.metric {
+            return mismatch(
+                "metric",
+                stored.metric.to_string(),
+                config.metric.to_string(),
+            );
+        }
+        Ok(index)
+    }
+
+    fn assemble(
+        dir: &Path,
+        manifest: Manifest,
+        sealed: Vec<(Arc<SealedSegment>, SegStats)>,
+        growing: Growing,
+        tombstones: RecordLog,
+        report: OpenReport,
+    ) -> FlatIndex {
+        let deleted = (0..=sealed.len())
+            .map(|_| Arc::new(DeleteSet::default()))
+            .collect();
+        let kernels = vector::kernels();
+        let empty = FlatSnapshot {
+            config: manifest.config(),
+            kernels,
+            segments: Vec::new(),
+        };
+        let mut index = FlatIndex {
+            dir: dir.to_path_buf(),
+            manifest,
+            sealed,
+            deleted,
+            growing,
+            tombstones,
+            kernels,
+            published: Arc::new(ArcSwap::from_pointee(empty)),
+            failed: None,
+            report,
+        };
+        index.publish();
+        index
+    }
+
+    /// The index's settings.
+    pub fn config(&self) -> FlatConfig {
+        self.manifest.config()
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What [`FlatIndex::open`] found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The largest id ever appended (deleted rows included), if any.
+    pub fn last_id(&self) -> Option<u64> {
+        self.growing
+            .last_id()
+            .or_else(|| self.manifest.segments.last().map(|s| s.last_id))
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<FlatSnapshot> {
+        self.published.load_full()
+    }
+
+    /// A handle other threads can search through while this writer writes.
+    pub fn reader(&self) -> FlatReader {
+        FlatReader {
+            published: Arc::clone(&self.published),
+        }
+    }
+
+    /// Appends one row. See [`FlatIndex::append_batch`].
+    pub fn append(&mut self, id: u64, vector: &[f32]) -> Result<()> {
+        self.append_batch(&[id], vector)
+    }
+
+    /// Appends rows `ids[i]` → `vectors[i*dim..(i+1)*dim]`, all or nothing.
+    ///
+    /// Ids must be strictly increasing and above [`FlatIndex::last_id`].
+    /// Vectors must have the index's dimension and be finite; cosine and
+    /// inner-product indexes refuse zero vectors; `f16` indexes refuse
+    /// components beyond ±65504. Nothing is written unless every row is
+    /// valid. Buffered: call [`FlatIndex::sync`] for durability.
+    pub fn append_batch(&mut self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.check_writable()?;
+        let config = self.config();
+        if vectors.len() != ids.len() * config.dim {
+            return Err(Error::DimensionMismatch {
+                expected: config.dim,
+                got: if ids.is_empty() {
+                    vectors.len()
+                } else {
+                    vectors.len() / ids.len().max(1)
+                },
+            });
+        }
+        let mut last = self.last_id();
+        let mut prepared = Vec::with_capacity(vectors.len());
+        let mut buf = Vec::with_capacity(config.dim);
+        for (&id, v) in ids.iter().zip(vectors.chunks_exact(config.dim)) {
+            if let Some(l) = last
+                && id <= l
+            {
+                return Err(Error::IdNotIncreasing { id, last: l });
+            }
+            prepare(&config, v, &mut buf, true)?;
+            prepared.extend_from_slice(&buf);
+            last = Some(id);
+        }
+        let result = self.append_prepared(ids, &prepared);
+        self.publish();
+        result
+    }
+
+    fn append_prepared(&mut self, ids: &[u64], prepared: &[f32]) -> Result<()> {
+        let dim = self.config().dim;
+        for (&id, v) in ids.iter().zip(prepared.chunks_exact(dim)) {
+            if let Err(e) = self.growing.append(id, v) {
+                return Err(self.fail(e));
+            }
+            if self.growing.rows() >= self.manifest.segment_rows
+                && let Err(e) = self.seal_growing()
+            {
+                return Err(self.fail(e));
+            }
+        }
+        self.growing.flush().map_err(|e| self.fail(e))
+    }
+
+    /// Tombstones row `id`: searches stop returning it at once; the space is
+    /// reclaimed by compaction. Errors with [`Error::UnknownId`] if the id is
+    /// not a live row.
+    pub fn delete(&mut self, id: u64) -> Result<()> {
+        self.check_writable()?;
+        if !self.snapshot().contains(id) {
+            return Err(Error::UnknownId { id });
+        }
+        if let Err(e) = self
+            .tombstones
+            .append(&id.to_le_bytes())
+            .and_then(|()| self.tombstones.flush())
+        {
+            return Err(self.fail(e));
+        }
+        self.mark_deleted(id);
+        self.publish();
+        Ok(())
+    }
+
+    /// Sets the delete bit of `id`; false if the id is not in the index.
+    fn mark_deleted(&mut self, id: u64) -> bool {
+        let snap = self.snapshot();
+        let s = snap
+            .segments
+            .partition_point(|seg| seg.data.last_id().is_some_and(|l| l < id));
+        let Some(row) = snap.segments.get(s).and_then(|seg| seg.data.locate(id)) else {
+            return false;
+        };
+        Arc::make_mut(&mut self.deleted[s]).insert(row);
+        true
+    }
+
+    /// Seals the writable segment now if it holds any rows.
+    pub fn seal(&mut self) -> Result<()> {
+        self.check_writable()?;
+        if self.growing.rows() > 0 {
+            self.seal_growing().map_err(|e| self.fail(e))?;
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable (fsyncs the logs).
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let r = self.growing.sync().and_then(|()| self.tombstones.sync());
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Number of live rows.
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// Whether the index has no live rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(why) => Err(Error::invalid(
+                "index",
+                format!("a previous write failed ({why}); reopen the index to recover"),
+            )),
+        }
+    }
+
+    /// Records that the in-memory state may have diverged from disk.
+    fn fail(&mut self, e: Error) -> Error {
+        self.failed = Some(e.to_string());
+        e
+    }
+
+    /// Writes the writable segment as a sealed segment and starts the next.
+    fn seal_growing(&mut self) -> Result<()> {
+        let config = self.config();
+        let seq = self.growing.seq;
+        let view = self.growing.view();
+        let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
+        let first_id = blocks.first().map_or(0, |b| b.ids[0]);
+        let last_id = self.growing.last_id().unwrap_or(0);
+        let meta = SegmentMeta {
+            dtype: config.dtype,
+            metric: config.metric,
+            dim: config.dim,
+            rows: view.rows(),
+            first_id,
+            last_id,
+        };
+        // 1. the segment file, 2. the manifest that lists it, 3. the next
+        // log, 4. the old log. A crash between any two steps is repaired by
+        // open(): an unlisted segment file is removed and the old log replayed;
+        // a listed one makes the old log stale.
+        let path = segment::segment_path(&self.dir, seq);
+        segment::write_segment(&path, &meta, &blocks)?;
+        let seg = SealedSegment::open(&path, false)?;
+        let mut manifest = self.manifest.clone();
+        manifest.segments.push(SegmentEntry {
+            seq,
+            rows: meta.rows,
+            first_id,
+            last_id,
+        });
+        manifest.next_seq = seq + 1;
+        manifest.write(&self.dir)?;
+        self.manifest = manifest;
+        let next = Growing::create(&self.dir, seq + 1, &config)?;
+        let old = std::mem::replace(&mut self.growing, next);
+        remove_durably(&old.log_path())?;
+        let stats = view.stats;
+        self.sealed.push((Arc::new(seg), stats));
+        // The writable segment's deletions now belong to the sealed one.
+        self.deleted.push(Arc::new(DeleteSet::default()));
+        Ok(())
+    }
+
+    /// Builds and swaps in a snapshot of the current state.
+    fn publish(&mut self) {
+        let mut segments: Vec<SnapSegment> = self
+            .sealed
+            .iter()
+            .zip(&self.deleted)
+            .map(|((seg, stats), deleted)| SnapSegment {
+                data: SegData::Sealed(Arc::clone(seg)),
+                deleted: Arc::clone(deleted),
+                stats: *stats,
+            })
+            .collect();
+        let view = self.growing.view();
+        if view.rows() > 0 {
+            segments.push(SnapSegment {
+                stats: view.stats,
+                data: SegData::Growing(Arc::new(view)),
+                deleted: Arc::clone(self.deleted.last().expect("writable segment's set")),
+            });
+        }
+        self.published.store(Arc::new(FlatSnapshot {
+            config: self.manifest.config(),
+            kernels: self.kernels,
+            segments,
+        }));
+    }
+}
+
+/// Checks that a sealed segment is the one the manifest recorded.
+fn check_segment(
+    path: &Path,
+    meta: &SegmentMeta,
+    entry: &SegmentEntry,
+    config: &FlatConfig,
+) -> Result<()> {
+    let found = (
+        meta.rows,
+        meta.first_id,
+        meta.last_id,
+        meta.dim,
+        meta.dtype,
+        meta.metric,
+    );
+    let want = (
+        entry.rows,
+        entry.first_id,
+        entry.last_id,
+        config.dim,
+        config.dtype,
+        config.metric,
+    );
+    if found != want {
+        return Err(Error::corrupted(
+            path,
+            format!(
+                "segment holds (rows, first id, last id, dim, dtype, metric) = {found:?}, manifest says {want:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes segment files the manifest does not list and logs of sealed
+/// segments (leftovers of a crash during sealing).
+fn remove_unlisted(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let stale = if let Some(seq) = segment::parse_segment_file_name(name) {
+            !manifest.segments.iter().any(|s| s.seq == seq)
+        } else if let Some(seq) = growing::parse_log_file_name(name) {
+            if seq > manifest.next_seq {
+                return Err(Error::corrupted(
+                    &path,
+                    format!(
+                        "log of segment {seq} is newer than the manifest's {}",
+                        manifest.next_seq
+                    ),
+                ));
+            }
+            seq < manifest.next_seq
+        } else {
+            false
+        };
+        if stale {
+            tracing::info!(path = %path.display(), "removing file left by an interrupted seal");
+            remove_durably(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,647 @@
+//! Flat index tests: exactness against a brute-force reference, equality of
+//! compact dtypes with `f32`, persistence, bad input and damaged files.
+
+use std::path::Path;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::*;
+use crate::index::Hit;
+
+fn gaussian(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
+    (0..n * dim).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+/// `n` points around `clusters` centres: tight groups of near-duplicates,
+/// the hard case for approximate scans (many nearly equal scores).
+fn clustered(rng: &mut ChaCha8Rng, n: usize, dim: usize, clusters: usize, spread: f32) -> Vec<f32> {
+    let centres = gaussian(rng, clusters, dim);
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = rng.random_range(0..clusters);
+        for k in 0..dim {
+            let noise: f32 = StandardNormal.sample(rng);
+            out.push(centres[c * dim + k] + spread * noise);
+        }
+    }
+    out
+}
+
+/// The stored form of `v`, as `prepare` makes it.
+fn stored(metric: Metric, v: &[f32]) -> Vec<f32> {
+    if metric != Metric::Cosine {
+        return v.to_vec();
+    }
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    let inv = (1.0 / norm) as f32;
+    v.iter().map(|&x| x * inv).collect()
+}
+
+/// The exact key the index defines: one sequential FMA chain in `f32`.
+fn exact_key(metric: Metric, q: &[f32], r: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (&a, &b) in q.iter().zip(r) {
+        acc = match metric {
+            Metric::L2 => {
+                let d = b - a;
+                d.mul_add(d, acc)
+            }
+            _ => a.mul_add(b, acc),
+        };
+    }
+    if metric == Metric::L2 { -acc } else { acc }
+}
+
+/// Brute-force top-k over `(id, vector)` rows.
+fn brute_force(metric: Metric, rows: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<Hit> {
+    let q = stored(metric, query);
+    let mut scored: Vec<(f32, u64)> = rows
+        .iter()
+        .map(|(id, v)| (exact_key(metric, &q, &stored(metric, v)), *id))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(key, id)| Hit {
+            id,
+            score: if metric == Metric::L2 { -key } else { key },
+        })
+        .collect()
+}
+
+fn build(dir: &Path, config: FlatConfig, data: &[f32], first_id: u64) -> FlatIndex {
+    let mut index = FlatIndex::create(dir, config).unwrap();
+    let n = data.len() / config.dim;
+    let ids: Vec<u64> = (0..n as u64).map(|i| first_id + 2 * i).collect();
+    // Several batches, so that appends cross seal boundaries mid-batch.
+    let per = n.div_ceil(3).max(1);
+    for (ids, rows) in ids.chunks(per).zip(data.chunks(per * config.dim)) {
+        index.append_batch(ids, rows).unwrap();
+    }
+    index
+}
+
+fn assert_same_hits(got: &[Hit], want: &[Hit], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.id, w.id, "{what}: rank {i} id");
+        assert_eq!(
+            g.score.to_bits(),
+            w.score.to_bits(),
+            "{what}: rank {i} score {} vs {}",
+            g.score,
+            w.score
+        );
+    }
+}
+
+#[test]
+fn f32_index_equals_brute_force_for_every_metric() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let dim = 37;
+    let data = gaussian(&mut rng, 1500, dim);
+    let rows: Vec<(u64, Vec<f32>)> = data
+        .chunks(dim)
+        .enumerate()
+        .map(|(i, v)| (100 + 2 * i as u64, v.to_vec()))
+        .collect();
+    let queries = gaussian(&mut rng, 7, dim);
+    for metric in Metric::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        // 1500 rows, 400 per segment: three sealed segments + a writable one.
+        let config = FlatConfig::new(dim, Dtype::F32, metric).with_segment_rows(400);
+        let index = build(dir.path(), config, &data, 100);
+        let snap = index.snapshot();
+        assert_eq!(snap.segments.len(), 4);
+        for (qi, q) in queries.chunks(dim).enumerate() {
+            for k in [1, 10, 200, 2000] {
+                let got = snap.search(q, k).unwrap();
+                let want = brute_force(metric, &rows, q, k);
+                assert_same_hits(&got, &want, &format!("{metric} q{qi} k{k}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn compact_dtypes_return_exactly_the_f32_results() {
+    for (data_kind, seed) in [("random", 21u64), ("clustered", 22)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dim = 64;
+        let n = 3000;
+        let data = match data_kind {
+            "random" => gaussian(&mut rng, n, dim),
+            _ => clustered(&mut rng, n, dim, 20, 0.05),
+        };
+        let queries = match data_kind {
+            "random" => gaussian(&mut rng, 9, dim),
+            _ => clustered(&mut rng, 9, dim, 20, 0.05),
+        };
+        for metric in Metric::ALL {
+            let base = tempfile::tempdir().unwrap();
+            let config = FlatConfig::new(dim, Dtype::F32, metric).with_segment_rows(1024);
+            let reference = build(&base.path().join("f32"), config, &data, 1).snapshot();
+            for dtype in [Dtype::F16, Dtype::I8] {
+                let index = build(
+                    &base.path().join(dtype.name()),
+                    FlatConfig { dtype, ..config },
+                    &data,
+                    1,
+                );
+                let snap = index.snapshot();
+                for k in [1, 10, 100] {
+                    let got = snap.search_batch(&queries, k).unwrap();
+                    let want = reference.search_batch(&queries, k).unwrap();
+                    for (q, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_same_hits(g, w, &format!("{data_kind} {metric} {dtype} k{k} q{q}"));
+                    }
+                }
+                // Threshold at the 20th best score of each query.
+                for q in queries.chunks(dim) {
+                    let t = reference.search(q, 20).unwrap()[19].score;
+                    let got = snap.search_threshold(q, t).unwrap();
+                    let want = reference.search_threshold(q, t).unwrap();
+                    assert!(want.len() >= 20);
+                    assert_same_hits(
+                        &got,
+                        &want,
+                        &format!("{data_kind} {metric} {dtype} threshold {t}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_results_equal_single_query_results_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let dim = 48;
+    let data = gaussian(&mut rng, 2000, dim);
+    let queries = gaussian(&mut rng, 25, dim);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let index = build(
+            dir.path(),
+            FlatConfig::new(dim, dtype, Metric::Cosine),
+            &data,
+            1,
+        );
+        let snap = index.snapshot();
+        let batch = snap.search_batch(&queries, 15).unwrap();
+        let thresholds = snap.search_threshold_batch(&queries, 0.3).unwrap();
+        for (q, query) in queries.chunks(dim).enumerate() {
+            assert_same_hits(
+                &batch[q],
+                &snap.search(query, 15).unwrap(),
+                &format!("{dtype} q{q}"),
+            );
+            assert_same_hits(
+                &thresholds[q],
+                &snap.search_threshold(query, 0.3).unwrap(),
+                &format!("{dtype} t q{q}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let dim = 32;
+    let data = clustered(&mut rng, 5000, dim, 10, 0.02);
+    let queries = clustered(&mut rng, 5, dim, 10, 0.02);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(
+        dir.path(),
+        FlatConfig::new(dim, Dtype::I8, Metric::Cosine),
+        &data,
+        1,
+    );
+    let snap = index.snapshot();
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| snap.search_batch(&queries, 50).unwrap())
+    };
+    let one = run(1);
+    for threads in [2, 3, 7] {
+        let many = run(threads);
+        for (a, b) in one.iter().zip(&many) {
+            assert_same_hits(a, b, &format!("{threads} threads"));
+        }
+    }
+}
+
+#[test]
+fn margins_bound_every_rows_approximation_error() {
+    let mut rng = ChaCha8Rng::seed_from_u64(51);
+    for dim in [3, 64, 515] {
+        // Mixed magnitudes, so the bounds are exercised away from unit norm.
+        let data: Vec<f32> = gaussian(&mut rng, 600, dim)
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * (1 + i % 7) as f32)
+            .collect();
+        let queries = gaussian(&mut rng, 4, dim);
+        for metric in Metric::ALL {
+            let base = tempfile::tempdir().unwrap();
+            let config = FlatConfig::new(dim, Dtype::F32, metric);
+            let exact = build(&base.path().join("f32"), config, &data, 1).snapshot();
+            for dtype in [Dtype::F16, Dtype::I8] {
+                let snap = build(
+                    &base.path().join(dtype.name()),
+                    FlatConfig { dtype, ..config },
+                    &data,
+                    1,
+                )
+                .snapshot();
+                let p = search::Prepared::new(&snap, &queries, 4).unwrap();
+                // Approximate keys of every row, through the threshold path with no threshold.
+                let mut worst = 0.0f64;
+                for q in 0..4 {
+                    let query = &queries[q * dim..(q + 1) * dim];
+                    let approx = approximate_keys(&snap, &p, q);
+                    let truth = exact.search(query, 600).unwrap();
+                    for hit in truth {
+                        let key = if metric == Metric::L2 {
+                            -hit.score
+                        } else {
+                            hit.score
+                        };
+                        let err = (f64::from(approx[&hit.id]) - f64::from(key)).abs();
+                        let m = f64::from(p.margin(q));
+                        assert!(
+                            err <= m,
+                            "{dtype} {metric} dim {dim}: error {err} > margin {m}"
+                        );
+                        worst = worst.max(err / m);
+                    }
+                }
+                assert!(
+                    worst > 0.0,
+                    "{dtype} {metric}: approximation suspiciously exact"
+                );
+            }
+        }
+    }
+}
+
+/// Approximate key of every row for query `q`, as the scan computes them.
+fn approximate_keys(
+    snap: &FlatSnapshot,
+    p: &search::Prepared,
+    q: usize,
+) -> std::collections::HashMap<u64, f32> {
+    let mut out = std::collections::HashMap::new();
+    for (s, seg) in snap.segments.iter().enumerate() {
+        for b in 0..seg.data.block_count() {
+            let block = seg.data.block(b);
+            for (id, key) in block.ids.iter().zip(p.approximate_keys(snap, q, s, b)) {
+                out.insert(*id, key);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn deleted_rows_disappear_and_unknown_ids_are_refused() {
+    let mut rng = ChaCha8Rng::seed_from_u64(61);
+    let dim = 16;
+    let data = gaussian(&mut rng, 700, dim);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FlatConfig::new(dim, dtype, Metric::Cosine).with_segment_rows(256);
+        let mut index = build(dir.path(), config, &data, 1);
+        let q = &data[5 * dim..6 * dim];
+        let before = index.snapshot().search(q, 5).unwrap();
+        assert_eq!(before[0].id, 11, "row 5 (id 11) is its own best match");
+        // One id in a sealed segment, one in the writable segment.
+        index.delete(11).unwrap();
+        index.delete(1 + 2 * 650).unwrap();
+        let snap = index.snapshot();
+        assert_eq!(snap.len(), 698);
+        assert!(!snap.contains(11) && snap.get(11).is_none());
+        let after = snap.search(q, 5).unwrap();
+        assert!(after.iter().all(|h| h.id != 11));
+        assert_eq!(after[..4], before[1..]);
+        let all = snap.search_threshold(q, -1.0).unwrap();
+        assert_eq!(all.len(), 698);
+        assert!(matches!(index.delete(11), Err(Error::UnknownId { id: 11 })));
+        assert!(matches!(index.delete(12), Err(Error::UnknownId { id: 12 })));
+        assert!(matches!(
+            index.delete(1_000_000),
+            Err(Error::UnknownId { .. })
+        ));
+
+        // Deletions survive a reopen, including across a seal.
+        index.seal().unwrap();
+        index.sync().unwrap();
+        drop(index);
+        let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+        assert_eq!(index.len(), 698);
+        assert!(!index.snapshot().contains(11));
+        assert!(!index.snapshot().contains(1 + 2 * 650));
+    }
+}
+
+#[test]
+fn reopened_index_returns_identical_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(71);
+    let dim = 24;
+    let data = gaussian(&mut rng, 1000, dim);
+    let queries = gaussian(&mut rng, 5, dim);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FlatConfig::new(dim, dtype, Metric::L2).with_segment_rows(300);
+        let mut index = build(dir.path(), config, &data, 7);
+        index.sync().unwrap();
+        let before = index.snapshot().search_batch(&queries, 20).unwrap();
+        let last = index.last_id();
+        drop(index);
+        let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+        assert_eq!(index.open_report().segments, 3);
+        assert_eq!(index.open_report().replayed_rows, 100);
+        assert_eq!(index.last_id(), last);
+        assert_eq!(index.snapshot().search_batch(&queries, 20).unwrap(), before);
+        assert_eq!(index.snapshot().get(7), Some(data[..dim].to_vec()));
+    }
+}
+
+#[test]
+fn bad_vectors_are_typed_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index =
+        FlatIndex::create(dir.path(), FlatConfig::new(4, Dtype::F16, Metric::Cosine)).unwrap();
+    index.append(10, &[1.0, 0.0, 0.0, 0.0]).unwrap();
+    let err = |r: Result<()>| r.unwrap_err();
+    assert!(matches!(
+        err(index.append(11, &[1.0; 3])),
+        Error::DimensionMismatch {
+            expected: 4,
+            got: 3
+        }
+    ));
+    assert!(matches!(
+        err(index.append(11, &[1.0, f32::NAN, 0.0, 0.0])),
+        Error::NonFinite { index: 1, .. }
+    ));
+    assert!(matches!(
+        err(index.append(11, &[f32::INFINITY, 0.0, 0.0, 0.0])),
+        Error::NonFinite { index: 0, .. }
+    ));
+    assert!(matches!(
+        err(index.append(11, &[0.0; 4])),
+        Error::ZeroVector { .. }
+    ));
+    assert!(matches!(
+        err(index.append(10, &[1.0; 4])),
+        Error::IdNotIncreasing { id: 10, last: 10 }
+    ));
+    // All or nothing: the bad second row keeps the good first one out.
+    let batch = [1.0, 1.0, 1.0, 1.0, 1.0, f32::NAN, 1.0, 1.0];
+    assert!(index.append_batch(&[11, 12], &batch).is_err());
+    assert_eq!(index.len(), 1);
+    assert!(index.append_batch(&[11, 12], &[1.0; 7]).is_err());
+
+    let snap = index.snapshot();
+    assert!(matches!(
+        snap.search(&[1.0; 5], 1),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        snap.search(&[f32::NAN; 4], 1),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(
+        snap.search(&[0.0; 4], 1),
+        Err(Error::ZeroVector { .. })
+    ));
+    assert!(matches!(
+        snap.search_threshold(&[1.0; 4], f32::NAN),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        snap.search_batch(&[1.0; 6], 1),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        snap.search_batch(&[], 1),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(snap.search(&[1.0; 4], 0).unwrap().is_empty());
+
+    // f16 storage refuses what f16 cannot hold; L2 accepts zero vectors.
+    let dir = tempfile::tempdir().unwrap();
+    let mut l2 = FlatIndex::create(dir.path(), FlatConfig::new(2, Dtype::F16, Metric::L2)).unwrap();
+    let e = err(l2.append(1, &[70000.0, 0.0]));
+    assert!(e.to_string().contains("f16 range"), "{e}");
+    l2.append(1, &[0.0, 0.0]).unwrap();
+    assert_eq!(l2.snapshot().search(&[3.0, 4.0], 1).unwrap()[0].score, 25.0);
+
+    assert!(matches!(
+        FlatIndex::create(
+            &dir.path().join("x"),
+            FlatConfig::new(0, Dtype::F32, Metric::L2)
+        ),
+        Err(Error::InvalidArgument { name: "dim", .. })
+    ));
+}
+
+#[test]
+fn reopening_with_other_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = FlatConfig::new(8, Dtype::I8, Metric::Cosine);
+    FlatIndex::create(dir.path(), config).unwrap();
+    assert!(FlatIndex::create(dir.path(), config).is_err());
+    let other = FlatConfig { dim: 9, ..config };
+    let e = FlatIndex::open_or_create(dir.path(), other, OpenOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, Error::ConfigMismatch { field: "dim", .. }),
+        "{e}"
+    );
+    let other = FlatConfig {
+        dtype: Dtype::F32,
+        ..config
+    };
+    let e = FlatIndex::open_or_create(dir.path(), other, OpenOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, Error::ConfigMismatch { field: "dtype", .. }),
+        "{e}"
+    );
+    assert!(FlatIndex::open_or_create(dir.path(), config, OpenOptions::default()).is_ok());
+}
+
+fn sealed_index(dir: &Path) -> FlatIndex {
+    let mut rng = ChaCha8Rng::seed_from_u64(81);
+    let config = FlatConfig::new(16, Dtype::I8, Metric::Cosine).with_segment_rows(200);
+    let data = gaussian(&mut rng, 500, 16);
+    let mut index = build(dir, config, &data, 1);
+    index.sync().unwrap();
+    index
+}
+
+#[test]
+fn damaged_segments_are_reported_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sealed_index(dir.path()));
+    let seg = segment::segment_path(dir.path(), 1);
+    let full = std::fs::read(&seg).unwrap();
+    let open = || FlatIndex::open(dir.path(), OpenOptions::default());
+
+    std::fs::write(&seg, &full[..full.len() - 100]).unwrap();
+    let e = open().unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupted { ref path, .. } if path == &seg),
+        "{e}"
+    );
+
+    let mut flipped = full.clone();
+    flipped[full.len() / 2] ^= 4;
+    std::fs::write(&seg, &flipped).unwrap();
+    let e = open().unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    // Without verification the flip goes unnoticed at open (documented).
+    assert!(
+        FlatIndex::open(
+            dir.path(),
+            OpenOptions {
+                verify_checksums: false
+            }
+        )
+        .is_ok()
+    );
+
+    let mut foreign = full.clone();
+    foreign[..8].copy_from_slice(b"GARBAGE!");
+    std::fs::write(&seg, &foreign).unwrap();
+    assert!(matches!(
+        open().unwrap_err(),
+        Error::IncompatibleFormat { .. }
+    ));
+
+    std::fs::remove_file(&seg).unwrap();
+    let e = open().unwrap_err();
+    assert!(
+        matches!(e, Error::Io { ref path, .. } if path == &seg),
+        "{e}"
+    );
+
+    // A segment swapped for another one is caught by the manifest check.
+    std::fs::copy(segment::segment_path(dir.path(), 2), &seg).unwrap();
+    let e = open().unwrap_err();
+    assert!(e.to_string().contains("manifest says"), "{e}");
+}
+
+#[test]
+fn a_torn_log_tail_loses_only_the_torn_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = sealed_index(dir.path());
+    let log = index.growing.log_path();
+    drop(index);
+    let len = std::fs::metadata(&log).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    file.set_len(len - 10).unwrap();
+    drop(file);
+    let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+    let report = index.open_report();
+    assert_eq!(report.replayed_rows, 99);
+    assert!(report.vector_log.dropped_bytes > 0);
+    assert_eq!(index.len(), 499);
+    assert_eq!(index.last_id(), Some(1 + 2 * 498));
+}
+
+#[test]
+fn leftovers_of_an_interrupted_seal_are_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sealed_index(dir.path()));
+    // A segment file written but never listed (crash before the manifest
+    // update), a stale log of a sealed segment, and a stray temporary.
+    std::fs::copy(
+        segment::segment_path(dir.path(), 1),
+        segment::segment_path(dir.path(), 9),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(growing::log_file_name(1)), b"stale").unwrap();
+    std::fs::write(dir.path().join("index.bmman.tmp"), b"half").unwrap();
+    let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+    assert_eq!(index.open_report().removed_files.len(), 3);
+    assert_eq!(index.len(), 500);
+    assert!(!segment::segment_path(dir.path(), 9).exists());
+
+    // A missing writable-segment log (crash right after the manifest
+    // update) is recreated empty.
+    let log = index.growing.log_path();
+    drop(index);
+    std::fs::remove_file(&log).unwrap();
+    let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+    assert_eq!(index.len(), 400);
+}
+
+#[test]
+fn snapshots_are_isolated_from_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index =
+        FlatIndex::create(dir.path(), FlatConfig::new(2, Dtype::F32, Metric::Cosine)).unwrap();
+    index.append(1, &[1.0, 0.0]).unwrap();
+    let old = index.snapshot();
+    index.append(2, &[1.0, 0.1]).unwrap();
+    index.delete(1).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old.search(&[1.0, 0.0], 5).unwrap().len(), 1);
+    assert!(old.contains(1));
+    let new = index.snapshot();
+    assert_eq!(
+        new.search(&[1.0, 0.0], 5)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn concurrent_searches_see_whole_batches_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let config = FlatConfig::new(dim, Dtype::I8, Metric::Cosine).with_segment_rows(500);
+    let mut index = FlatIndex::create(dir.path(), config).unwrap();
+    let reader = index.reader();
+    let batch = 37;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let searcher = scope.spawn(|| {
+            let mut seen = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let snap = reader.snapshot();
+                let n = snap.len();
+                assert_eq!(n % batch, 0, "a search saw part of a batch");
+                let hits = snap.search_threshold(&[1.0; 8], -1.0).unwrap();
+                assert_eq!(hits.len(), n);
+                seen = seen.max(n);
+            }
+            seen
+        });
+        let mut rng = ChaCha8Rng::seed_from_u64(91);
+        for b in 0..40u64 {
+            let ids: Vec<u64> = (0..batch as u64).map(|i| b * 100 + i).collect();
+            index
+                .append_batch(&ids, &gaussian(&mut rng, batch, dim))
+                .unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(searcher.join().unwrap() > 0);
+    });
+    assert_eq!(index.len(), 40 * batch);
+}
