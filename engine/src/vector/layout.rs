@@ -12,12 +12,17 @@
 //! * `i8`: dimensions are padded to a multiple of 4 ([`padded_dim_i8`]);
 //!   byte `(row r, dim k)` is at `(k / 4) * 4 * BLOCK_ROWS + r * 4 + k % 4`,
 //!   i.e. each 32-bit lane holds 4 consecutive dimensions of one row, the
-//!   operand shape of `vpdpbusd`. Codes are stored offset-binary
-//!   (`code + 128` as `u8`, i.e. `code ^ 0x80`) because `vpdpbusd` takes
-//!   its register operand unsigned; the kernels subtract `128 · Σ q`.
+//!   operand shape of `vpdpbusd`. Codes are stored as plain signed bytes so
+//!   that the rows can be `vpdpbusd`'s *memory* operand (its signed one):
+//!   a scan then issues one instruction per 64 bytes, which keeps more
+//!   bytes in flight. The query goes in as the unsigned operand, offset by
+//!   +128, which adds `128 · Σ row codes`; each block therefore ends with
+//!   one more 4-byte group per row holding that row's code sum (`i32`,
+//!   little-endian, at `padded_dim * BLOCK_ROWS + r * 4`) for the kernels
+//!   to subtract.
 //!
-//! Rows beyond a block's fill are zero (`f32`/`f16`) or code 0 (`i8`); their
-//! scores are computed and ignored.
+//! Rows beyond a block's fill are zero (all dtypes); their scores are
+//! computed and ignored.
 
 use super::f16;
 
@@ -34,21 +39,20 @@ pub fn block_len(dim: usize) -> usize {
     dim * BLOCK_ROWS
 }
 
-/// Bytes in one `i8` block.
+/// Bytes in one `i8` block: the codes plus one `i32` code sum per row.
 pub fn block_len_i8(dim: usize) -> usize {
+    (padded_dim_i8(dim) + 4) * BLOCK_ROWS
+}
+
+/// Byte offset of the row code sums in an `i8` block.
+pub fn sums_offset_i8(dim: usize) -> usize {
     padded_dim_i8(dim) * BLOCK_ROWS
 }
 
-/// Stored byte for an `i8` code (offset binary).
-#[inline]
-pub fn encode_i8(code: i8) -> u8 {
-    (code as u8) ^ 0x80
-}
-
-/// The `i8` code of a stored byte.
-#[inline]
-pub fn decode_i8(byte: u8) -> i8 {
-    (byte ^ 0x80) as i8
+/// The code sum of row `r` stored in an `i8` block of dimension `dim`.
+pub fn row_sum_i8(block: &[u8], dim: usize, r: usize) -> i32 {
+    let at = sums_offset_i8(dim) + 4 * r;
+    i32::from_le_bytes(block[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// A new `f32` block with every row zero.
@@ -63,7 +67,7 @@ pub fn new_block_f16(dim: usize) -> Vec<f16> {
 
 /// A new `i8` block with every code zero.
 pub fn new_block_i8(dim: usize) -> Vec<u8> {
-    vec![encode_i8(0); block_len_i8(dim)]
+    vec![0; block_len_i8(dim)]
 }
 
 /// Writes `row` as row `r` of an `f32` or `f16` block.
@@ -95,14 +99,18 @@ pub fn get_row<T: Copy>(block: &[T], r: usize, out: &mut [T]) {
 /// # Panics
 /// If `r >= BLOCK_ROWS` or the block is not [`block_len_i8`]`(codes.len())` long.
 pub fn set_row_i8(block: &mut [u8], r: usize, codes: &[i8]) {
+    let dim = codes.len();
     assert!(r < BLOCK_ROWS, "row {r} outside block");
-    assert_eq!(block.len(), block_len_i8(codes.len()), "block length");
+    assert_eq!(block.len(), block_len_i8(dim), "block length");
     for (k, &c) in codes.iter().enumerate() {
-        block[i8_offset(r, k)] = encode_i8(c);
+        block[i8_offset(r, k)] = c as u8;
     }
-    for k in codes.len()..padded_dim_i8(codes.len()) {
-        block[i8_offset(r, k)] = encode_i8(0);
+    for k in dim..padded_dim_i8(dim) {
+        block[i8_offset(r, k)] = 0;
     }
+    let sum: i32 = codes.iter().map(|&c| i32::from(c)).sum();
+    let at = sums_offset_i8(dim) + 4 * r;
+    block[at..at + 4].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// Reads row `r` of an `i8` block into `out` (`out.len()` is the dimension).
@@ -113,7 +121,7 @@ pub fn get_row_i8(block: &[u8], r: usize, out: &mut [i8]) {
     assert!(r < BLOCK_ROWS, "row {r} outside block");
     assert_eq!(block.len(), block_len_i8(out.len()), "block length");
     for (k, c) in out.iter_mut().enumerate() {
-        *c = decode_i8(block[i8_offset(r, k)]);
+        *c = block[i8_offset(r, k)] as i8;
     }
 }
 
@@ -209,11 +217,19 @@ mod tests {
     }
 
     #[test]
-    fn i8_rows_round_trip_with_padding() {
+    fn i8_rows_round_trip_with_padding_and_sums() {
         for dim in [1, 3, 4, 5, 8, 13] {
             let rows: Vec<i8> = (0..2 * dim).map(|i| (i as i8).wrapping_mul(37)).collect();
             let block = pack_i8(&rows, dim);
-            assert_eq!(block.len(), padded_dim_i8(dim) * BLOCK_ROWS);
+            assert_eq!(block.len(), (padded_dim_i8(dim) + 4) * BLOCK_ROWS);
+            for r in 0..2 {
+                let sum: i32 = rows[r * dim..(r + 1) * dim]
+                    .iter()
+                    .map(|&c| i32::from(c))
+                    .sum();
+                assert_eq!(row_sum_i8(&block, dim, r), sum);
+            }
+            assert_eq!(row_sum_i8(&block, dim, 2), 0);
             let mut out = vec![0i8; dim];
             for r in 0..2 {
                 get_row_i8(&block, r, &mut out);
@@ -221,14 +237,6 @@ mod tests {
             }
             get_row_i8(&block, 5, &mut out);
             assert!(out.iter().all(|&c| c == 0));
-        }
-    }
-
-    #[test]
-    fn offset_binary_is_code_plus_128() {
-        for c in i8::MIN..=i8::MAX {
-            assert_eq!(encode_i8(c) as i32, c as i32 + 128);
-            assert_eq!(decode_i8(encode_i8(c)), c);
         }
     }
 

@@ -630,7 +630,14 @@ impl Kernels {
     /// `dim`, `block.len() != dim * BLOCK_ROWS`, or
     /// `out.len() != queries.len() / dim * BLOCK_ROWS`.
     pub fn block_dot_f32(self, queries: &[f32], dim: usize, block: &[f32], out: &mut [f32]) {
-        check_block(queries.len(), dim, dim, block.len(), out.len());
+        check_block(
+            queries.len(),
+            dim,
+            dim,
+            block.len(),
+            layout::block_len(dim),
+            out.len(),
+        );
         #[cfg(target_arch = "x86_64")]
         {
             dispatch!(
@@ -653,7 +660,14 @@ impl Kernels {
     /// # Panics
     /// As [`Kernels::block_dot_f32`].
     pub fn block_l2sq_f32(self, queries: &[f32], dim: usize, block: &[f32], out: &mut [f32]) {
-        check_block(queries.len(), dim, dim, block.len(), out.len());
+        check_block(
+            queries.len(),
+            dim,
+            dim,
+            block.len(),
+            layout::block_len(dim),
+            out.len(),
+        );
         #[cfg(target_arch = "x86_64")]
         {
             dispatch!(
@@ -675,7 +689,14 @@ impl Kernels {
     /// # Panics
     /// As [`Kernels::block_dot_f32`].
     pub fn block_dot_f16(self, queries: &[f32], dim: usize, block: &[f16], out: &mut [f32]) {
-        check_block(queries.len(), dim, dim, block.len(), out.len());
+        check_block(
+            queries.len(),
+            dim,
+            dim,
+            block.len(),
+            layout::block_len(dim),
+            out.len(),
+        );
         #[cfg(target_arch = "x86_64")]
         {
             dispatch!(
@@ -696,7 +717,14 @@ impl Kernels {
     /// # Panics
     /// As [`Kernels::block_dot_f32`].
     pub fn block_l2sq_f16(self, queries: &[f32], dim: usize, block: &[f16], out: &mut [f32]) {
-        check_block(queries.len(), dim, dim, block.len(), out.len());
+        check_block(
+            queries.len(),
+            dim,
+            dim,
+            block.len(),
+            layout::block_len(dim),
+            out.len(),
+        );
         #[cfg(target_arch = "x86_64")]
         {
             dispatch!(
@@ -715,8 +743,7 @@ impl Kernels {
     /// Exact inner products of `i8` queries with the rows of one `i8` block.
     ///
     /// Queries are row-major with [`layout::padded_dim_i8`]`(dim)` codes each
-    /// (zero padded); the block is in the offset-binary layout of
-    /// [`layout::pack_i8`].
+    /// (zero padded); the block is in the layout of [`layout::pack_i8`].
     ///
     /// # Panics
     /// If `dim` is 0 or above [`MAX_DIM`], `queries.len()` is not a multiple of
@@ -724,7 +751,14 @@ impl Kernels {
     /// does not hold `BLOCK_ROWS` scores per query.
     pub fn block_dot_i8(self, queries: &[i8], dim: usize, block: &[u8], out: &mut [i32]) {
         let pdim = layout::padded_dim_i8(dim);
-        check_block(queries.len(), dim, pdim, block.len(), out.len());
+        check_block(
+            queries.len(),
+            dim,
+            pdim,
+            block.len(),
+            layout::block_len_i8(dim),
+            out.len(),
+        );
         #[cfg(target_arch = "x86_64")]
         {
             dispatch!(
@@ -775,6 +809,75 @@ impl Kernels {
     }
 }
 
+impl Kernels {
+    /// Scores of one query against row-major rows with exactly the
+    /// semantics of [`Kernels::block_dot_f32`] (one sequential FMA chain per
+    /// row): a row scores bit-identically here and in a block. Re-scoring
+    /// uses it to reach the exact `f32` score of a candidate without
+    /// packing it into a block.
+    ///
+    /// # Panics
+    /// If `out.len() != rows.len()`, a row's length differs from the
+    /// query's, or the length is 0 or above [`MAX_DIM`].
+    pub fn rows_dot_f32(self, query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+        check_rows(query, rows, out.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            dispatch!(
+                self,
+                scalar::rows_dot_f32_scalar,
+                avx2::rows_dot_f32_fma,
+                avx2::rows_dot_f32_fma,
+                avx2::rows_dot_f32_fma,
+                (query, rows, out)
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar::rows_dot_f32_scalar(query, rows, out)
+    }
+
+    /// Squared L2 counterpart of [`Kernels::rows_dot_f32`], bit-identical
+    /// to [`Kernels::block_l2sq_f32`].
+    ///
+    /// # Panics
+    /// As [`Kernels::rows_dot_f32`].
+    pub fn rows_l2sq_f32(self, query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+        check_rows(query, rows, out.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            dispatch!(
+                self,
+                scalar::rows_l2sq_f32_scalar,
+                avx2::rows_l2sq_f32_fma,
+                avx2::rows_l2sq_f32_fma,
+                avx2::rows_l2sq_f32_fma,
+                (query, rows, out)
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar::rows_l2sq_f32_scalar(query, rows, out)
+    }
+
+    /// Which of a block's 128 keys reach `threshold`: bit `r` is set iff
+    /// `keys[r] >= threshold`. NaN keys never qualify. Searches use it to
+    /// skip blocks and rows that cannot enter a result.
+    pub fn mask_ge(self, keys: &[f32; BLOCK_ROWS], threshold: f32) -> u128 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            dispatch!(
+                self,
+                scalar::mask_ge_scalar,
+                avx2::mask_ge_avx2,
+                avx512::mask_ge_avx512,
+                avx512::mask_ge_avx512,
+                (keys, threshold)
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar::mask_ge_scalar(keys, threshold)
+    }
+}
+
 /// Pair-kernel preconditions, checked before any `unsafe` code.
 fn check_pair(a: usize, b: usize) {
     assert_eq!(a, b, "vector lengths differ");
@@ -784,20 +887,41 @@ fn check_pair(a: usize, b: usize) {
     );
 }
 
+/// Row re-scoring preconditions, checked before any `unsafe` code.
+fn check_rows(query: &[f32], rows: &[&[f32]], out: usize) {
+    assert!(
+        (1..=MAX_DIM).contains(&query.len()),
+        "dimension {} outside 1..={MAX_DIM}",
+        query.len()
+    );
+    assert_eq!(out, rows.len(), "output length");
+    assert!(
+        rows.iter().all(|r| r.len() == query.len()),
+        "row length differs from the query's"
+    );
+}
+
 /// Block-kernel preconditions, checked before any `unsafe` code.
 ///
-/// `qdim` is the per-query stride (the padded dimension for `i8`).
-fn check_block(queries: usize, dim: usize, qdim: usize, block: usize, out: usize) {
+/// `qdim` is the per-query stride (the padded dimension for `i8`),
+/// `block_len` the length a block of this dimension must have.
+fn check_block(
+    queries: usize,
+    dim: usize,
+    qdim: usize,
+    block: usize,
+    block_len: usize,
+    out: usize,
+) {
     assert!(
         (1..=MAX_DIM).contains(&dim),
         "dimension {dim} outside 1..={MAX_DIM}"
     );
-    assert_eq!(
-        queries % qdim,
-        0,
+    assert!(
+        queries.is_multiple_of(qdim),
         "queries are not a whole number of vectors"
     );
-    assert_eq!(block, qdim * BLOCK_ROWS, "block length");
+    assert_eq!(block, block_len, "block length");
     assert_eq!(out, queries / qdim * BLOCK_ROWS, "output length");
 }
 

@@ -10,7 +10,7 @@
 //! truncated by `zip` rather than read out of bounds.
 
 use super::f16;
-use super::layout::{BLOCK_ROWS, decode_i8};
+use super::layout::BLOCK_ROWS;
 
 /// `Σ a[i]·b[i]`, summed left to right in `f32`.
 pub fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
@@ -92,9 +92,10 @@ pub fn block_l2sq_f16_scalar(queries: &[f32], dim: usize, block: &[f16], out: &m
 }
 
 /// Exact inner products of `i8` queries (`pdim` codes each, padded) with
-/// the rows of an offset-binary `i8` block.
+/// the rows of an `i8` block.
 pub fn block_dot_i8_scalar(queries: &[i8], pdim: usize, block: &[u8], out: &mut [i32]) {
     let (groups, _) = block.as_chunks::<{ 4 * BLOCK_ROWS }>();
+    let groups = &groups[..pdim / 4];
     for (q, scores) in queries
         .chunks_exact(pdim)
         .zip(out.chunks_exact_mut(BLOCK_ROWS))
@@ -104,12 +105,57 @@ pub fn block_dot_i8_scalar(queries: &[i8], pdim: usize, block: &[u8], out: &mut 
             let (lanes, _) = group.as_chunks::<4>();
             for (a, lane) in acc.iter_mut().zip(lanes) {
                 for (&byte, &qc) in lane.iter().zip(qg) {
-                    *a += i32::from(decode_i8(byte)) * i32::from(qc);
+                    *a += i32::from(byte as i8) * i32::from(qc);
                 }
             }
         }
         scores.copy_from_slice(&acc);
     }
+}
+
+/// Scores of `query` against row-major `rows`, each one sequential FMA
+/// chain `acc = fma(q[k], row[k], acc)`: bit-identical to the same rows
+/// scored in a block by [`block_dot_f32_scalar`].
+pub fn rows_dot_f32_scalar(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    rows_chain(query, rows, out, |q, x, acc| q.mul_add(x, acc));
+}
+
+/// As [`rows_dot_f32_scalar`] for squared L2 (`d = row[k] − q[k]`,
+/// `acc = fma(d, d, acc)`), bit-identical to [`block_l2sq_f32_scalar`].
+pub fn rows_l2sq_f32_scalar(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    rows_chain(query, rows, out, |q, x, acc| {
+        let d = x - q;
+        d.mul_add(d, acc)
+    });
+}
+
+/// Sixteen rows at a time, one chain each, so the chains' latencies overlap
+/// (the SIMD backends compile this same loop with hardware FMA).
+#[inline(always)]
+pub(crate) fn rows_chain(
+    query: &[f32],
+    rows: &[&[f32]],
+    out: &mut [f32],
+    step: impl Fn(f32, f32, f32) -> f32,
+) {
+    let dim = query.len();
+    for (group, scores) in rows.chunks(16).zip(out.chunks_mut(16)) {
+        let mut acc = [0.0f32; 16];
+        let group: Vec<&[f32]> = group.iter().map(|r| &r[..dim]).collect();
+        for (k, &qk) in query.iter().enumerate() {
+            for (a, row) in acc.iter_mut().zip(&group) {
+                *a = step(qk, row[k], *a);
+            }
+        }
+        scores.copy_from_slice(&acc[..group.len()]);
+    }
+}
+
+/// Bit `r` set iff `keys[r] >= threshold` (NaN keys never qualify).
+pub fn mask_ge_scalar(keys: &[f32; BLOCK_ROWS], threshold: f32) -> u128 {
+    keys.iter()
+        .enumerate()
+        .fold(0u128, |m, (r, &k)| m | (u128::from(k >= threshold) << r))
 }
 
 fn block_f32_scalar(

@@ -328,6 +328,74 @@ fn i8_block_kernels_handle_extreme_codes() {
 }
 
 #[test]
+fn row_rescoring_is_bit_identical_to_block_scores() {
+    let mut rng = rng(7);
+    for dim in LENGTHS.into_iter().filter(|&d| d > 0) {
+        for fill in [1, 15, 16, 17, 100, 128] {
+            let rows = random_f32(&mut rng, fill * dim);
+            let block = layout::pack_f32(&rows, dim);
+            let query = random_f32(&mut rng, dim);
+            let refs: Vec<&[f32]> = rows.chunks_exact(dim).collect();
+            let mut in_block = vec![0.0f32; BLOCK_ROWS];
+            let mut by_rows = vec![0.0f32; fill];
+            for kernels in Kernels::available() {
+                let name = kernels.backend();
+                kernels.block_dot_f32(&query, dim, &block, &mut in_block);
+                kernels.rows_dot_f32(&query, &refs, &mut by_rows);
+                assert_bits_eq(
+                    &by_rows,
+                    &in_block[..fill],
+                    &format!("{name} rows_dot dim={dim} fill={fill}"),
+                );
+                kernels.block_l2sq_f32(&query, dim, &block, &mut in_block);
+                kernels.rows_l2sq_f32(&query, &refs, &mut by_rows);
+                assert_bits_eq(
+                    &by_rows,
+                    &in_block[..fill],
+                    &format!("{name} rows_l2 dim={dim} fill={fill}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "row length differs")]
+fn short_rows_panic_before_any_kernel_runs() {
+    kernels().rows_dot_f32(&[1.0; 8], &[&[1.0; 7]], &mut [0.0]);
+}
+
+#[test]
+fn mask_ge_agrees_with_scalar_including_ties_and_nan() {
+    let mut rng = rng(6);
+    for round in 0..200 {
+        let mut keys = [0.0f32; BLOCK_ROWS];
+        for k in keys.iter_mut() {
+            *k = rng.random_range(-1.0f32..1.0);
+        }
+        let threshold = keys[round % BLOCK_ROWS];
+        keys[(round * 7) % BLOCK_ROWS] = f32::NAN;
+        keys[(round * 11 + 3) % BLOCK_ROWS] = threshold;
+        let want = scalar::mask_ge_scalar(&keys, threshold);
+        assert_ne!(want, 0, "the tie always qualifies");
+        for kernels in Kernels::available() {
+            assert_eq!(
+                kernels.mask_ge(&keys, threshold),
+                want,
+                "{}",
+                kernels.backend()
+            );
+        }
+    }
+    let all = [1.0f32; BLOCK_ROWS];
+    for kernels in Kernels::available() {
+        assert_eq!(kernels.mask_ge(&all, 1.0), u128::MAX);
+        assert_eq!(kernels.mask_ge(&all, f32::NEG_INFINITY), u128::MAX);
+        assert_eq!(kernels.mask_ge(&all, 1.5), 0);
+    }
+}
+
+#[test]
 fn selection_honours_requests_and_refuses_missing_features() {
     let none = CpuFeatures::default();
     let avx2 = CpuFeatures {

@@ -15,16 +15,26 @@
 //! # Exact results from compact storage
 //!
 //! An `f32` index's scan scores are final. `f16` and `i8` scans produce
-//! approximate keys. For each query and segment we compute a bound `m` on
-//! `|approximate key − exact key|` for *every* row, derived from the
-//! rounding of the storage type and of `f32` arithmetic (see [`margin`]).
-//! With `A` the k-th best approximate key, any row of the true top-k has an
+//! approximate keys. For each query and segment we compute a margin `m`
+//! on `|approximate key − exact key|` for every row (see [`margin`]). With
+//! `A` the k-th best approximate key, any row of the true top-k has an
 //! approximate key ≥ `A − 2m`, so the scan keeps exactly those rows as
 //! candidates, re-scores them from the stored `f32` originals with the
 //! same `f32` block kernel an `f32` index uses, and ranks the exact keys.
-//! Threshold searches keep rows with approximate key ≥ `t − m`. The result
-//! is therefore the same rows *and bit-identical scores* as an `f32` index
-//! over the same vectors — recall 1 by construction, which the tests check.
+//! Threshold searches keep rows with approximate key ≥ `t − m`. Results are
+//! the same rows, with bit-identical scores, as an `f32` index over the
+//! same vectors:
+//!
+//! * `f16`: guaranteed — the margin is a worst-case bound;
+//! * `i8`: except with probability below 10⁻¹⁷ per row — the margin treats
+//!   quantization errors as independent and bounded (the probabilistic
+//!   rounding model of Higham & Mary, SIAM J. Sci. Comput. 2019), because
+//!   the worst case, every error aligned with the query, is √d times larger
+//!   and would make a fixed fraction of all rows candidates.
+//!
+//! The tests compare both with `f32` on random and clustered data.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
@@ -38,8 +48,13 @@ use crate::vector::{BLOCK_ROWS, Dtype, Metric, layout, quant};
 use super::FlatConfig;
 use super::snapshot::{FlatSnapshot, SegStats};
 
-/// Blocks per unit of parallel work (1024 rows).
-const BLOCKS_PER_TASK: usize = 8;
+/// Fewest blocks per unit of parallel work (1024 rows).
+const MIN_BLOCKS_PER_TASK: usize = 8;
+
+/// Units of parallel work per thread: enough for work stealing to even out
+/// the load, few enough that per-task set-up (each task starts with an
+/// empty heap and its own scratch) stays negligible.
+const TASKS_PER_THREAD: usize = 4;
 
 /// Unit round-off of `f32`.
 const U: f64 = 1.0 / 16_777_216.0;
@@ -48,7 +63,11 @@ fn gamma(k: f64) -> f64 {
     k * U / (1.0 - k * U)
 }
 
-/// Bound on `|approximate key − exact key|` for any row of a segment with
+/// Deviations (λ) allowed to a sum of `i8` rounding errors: Hoeffding's
+/// inequality bounds `|Σ aᵢeᵢ| > λ·E·‖a‖₂` by `2·exp(−λ²/2)` < 10⁻¹⁷.
+const I8_DEVIATIONS: f64 = 9.0;
+
+/// Margin on `|approximate key − exact key|` for any row of a segment with
 /// bounds `stats`, for a query of norm `qn` (and, for `i8`, quantization
 /// scale `q_scale`). Zero for `f32`, whose scan keys are exact.
 ///
@@ -56,16 +75,21 @@ fn gamma(k: f64) -> f64 {
 /// (Higham's bound for an `f32` sum of `d` products, any order, FMA or not),
 /// `R ≥ ‖r‖` and `S ≥ s_r` over the segment's rows.
 ///
-/// * `f16` rows: `‖r̃ − r‖ ≤ δ = u₁₆·R + 2⁻²⁵·√d` (round-to-nearest, with the
-///   subnormal floor). Inner product: `|q·r̃ − q·r| ≤ ‖q‖δ`, plus the `f32`
-///   errors of both scans, `γ‖q‖(2R + δ)`. L2: `|‖q−r̃‖² − ‖q−r‖²| ≤
-///   δ(2(‖q‖+R) + δ)` plus `γ((‖q‖+R+δ)² + (‖q‖+R)²)`.
+/// * `f16` rows (a worst-case bound): `‖r̃ − r‖ ≤ δ = u₁₆·R + 2⁻²⁵·√d`
+///   (round-to-nearest, with the subnormal floor). Inner product:
+///   `|q·r̃ − q·r| ≤ ‖q‖δ`, plus the `f32` errors of both scans,
+///   `γ‖q‖(2R + δ)`. L2: `|‖q−r̃‖² − ‖q−r‖²| ≤ δ(2(‖q‖+R) + δ)` plus
+///   `γ((‖q‖+R+δ)² + (‖q‖+R)²)`.
 /// * `i8`: `q = s_q(c_q + e_q)`, `r = s_r(c_r + e_r)` with `|e| ≤ E`
-///   ([`I8_CODE_ERROR`]); expanding `q·r` and bounding `‖c‖₁ ≤ √d‖c‖₂` gives
-///   `|q·r − s_q s_r c_q·c_r| ≤ E√d(S‖q‖ + s_q R) + 3E²d·s_q S`; add the `f32`
-///   exact-scan error `γ‖q‖R` and the three roundings of `s_q·s_r·I`. L2 keys
-///   are `‖q‖² + ‖r‖² − 2·dot`, so twice the dot bound plus the norms' and
-///   the exact scan's rounding, `4γ(‖q‖+R)²`.
+///   ([`I8_CODE_ERROR`]), so `q·r − s_q s_r c_q·c_r = s_q s_r (c_q·e_r +
+///   e_q·c_r + e_q·e_r)`. The first two sums are bounded by `E·w·‖c‖₂` with
+///   `w = min(√d, λ)`: `√d` is the worst case (Cauchy–Schwarz), `λ`
+///   ([`I8_DEVIATIONS`]) the probabilistic bound. That gives
+///   `E·w·(S‖q‖ + s_q R) + 3E²d·s_q S` (the last term, worst case, also
+///   absorbs `‖c‖₂ ≤ ‖x‖/s + E√d`); add the `f32` exact-scan error `γ‖q‖R`
+///   and the three roundings of `s_q·s_r·I`. L2 keys are
+///   `‖q‖² + ‖r‖² − 2·dot`: twice the dot margin plus the norms' and the
+///   exact scan's rounding, `4γ(‖q‖+R)²`.
 pub(crate) fn margin(config: &FlatConfig, qn: f64, q_scale: f64, stats: &SegStats) -> f64 {
     let d = config.dim as f64;
     let g = gamma(d + 2.0);
@@ -86,7 +110,8 @@ pub(crate) fn margin(config: &FlatConfig, qn: f64, q_scale: f64, stats: &SegStat
         Dtype::I8 => {
             let e = f64::from(I8_CODE_ERROR);
             let s = f64::from(stats.max_scale);
-            let quant = e * d.sqrt() * (s * qn + q_scale * r) + 3.0 * e * e * d * q_scale * s;
+            let w = d.sqrt().min(I8_DEVIATIONS);
+            let quant = e * w * (s * qn + q_scale * r) + 3.0 * e * e * d * q_scale * s;
             let dot = quant + g * qn * r + 4.0 * U * (qn * r + quant);
             if l2 {
                 2.0 * dot + 4.0 * g * (qn + r).powi(2) + 12.0 * U * (qn * r + quant)
@@ -170,8 +195,8 @@ impl Prepared {
         &self.queries[q * self.dim..(q + 1) * self.dim]
     }
 
-    /// Exact keys of query `q` against `rows` (segment, row position), with
-    /// the same `f32` block kernel an `f32` index scans with.
+    /// Exact keys of query `q` against `rows` (segment, row position),
+    /// bit-identical to what an `f32` index's scan computes for them.
     pub(crate) fn rescore(
         &self,
         snap: &FlatSnapshot,
@@ -180,31 +205,74 @@ impl Prepared {
     ) -> Vec<f32> {
         let dim = self.dim;
         let l2 = snap.config.metric == Metric::L2;
-        let mut block = layout::new_block_f32(dim);
-        let mut original = vec![0.0f32; dim];
-        let mut scores = vec![0.0f32; BLOCK_ROWS];
-        let mut keys = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(BLOCK_ROWS) {
-            for (lane, &(s, row)) in chunk.iter().enumerate() {
-                let source = snap.segments[s].data.block(row / BLOCK_ROWS);
-                source.original(row % BLOCK_ROWS, &mut original);
-                layout::set_row(&mut block, lane, &original);
+        let blocks: Vec<BlockRef<'_>> = rows
+            .iter()
+            .map(|&(s, row)| snap.segments[s].data.block(row / BLOCK_ROWS))
+            .collect();
+        // f32 segments keep no row-major copy: gather those rows first.
+        let mut gathered = Vec::new();
+        for (block, &(_, row)) in blocks.iter().zip(rows) {
+            if let Codes::F32(_) = block.codes {
+                let at = gathered.len();
+                gathered.resize(at + dim, 0.0);
+                block.original(row % BLOCK_ROWS, &mut gathered[at..]);
             }
-            if l2 {
-                snap.kernels
-                    .block_l2sq_f32(self.query(q), dim, &block, &mut scores);
-            } else {
-                snap.kernels
-                    .block_dot_f32(self.query(q), dim, &block, &mut scores);
-            }
-            keys.extend(
-                scores[..chunk.len()]
-                    .iter()
-                    .map(|&s| if l2 { -s } else { s }),
-            );
+        }
+        let mut gathered_rows = gathered.chunks_exact(dim);
+        let refs: Vec<&[f32]> = blocks
+            .iter()
+            .zip(rows)
+            .map(|(block, &(_, row))| match block.codes {
+                Codes::F32(_) => gathered_rows.next().expect("gathered above"),
+                _ => {
+                    let r = row % BLOCK_ROWS;
+                    &block.originals[r * dim..(r + 1) * dim]
+                }
+            })
+            .collect();
+        let mut keys = vec![0.0f32; rows.len()];
+        if l2 {
+            snap.kernels.rows_l2sq_f32(self.query(q), &refs, &mut keys);
+            keys.iter_mut().for_each(|k| *k = -*k);
+        } else {
+            snap.kernels.rows_dot_f32(self.query(q), &refs, &mut keys);
         }
         keys
     }
+}
+
+/// Per-query lower bounds on the final k-th best key, shared by all scan
+/// tasks: each task's own k-th best key is one (the final top k is at
+/// least as good), so a task that has not seen many rows yet can already
+/// skip rows that another task's heap has ruled out.
+struct SharedFloors(Vec<AtomicU32>);
+
+impl SharedFloors {
+    fn new(nq: usize) -> SharedFloors {
+        SharedFloors(
+            (0..nq)
+                .map(|_| AtomicU32::new(order_bits(f32::NEG_INFINITY)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, q: usize) -> f32 {
+        from_order_bits(self.0[q].load(Ordering::Relaxed))
+    }
+
+    fn raise(&self, q: usize, floor: f32) {
+        self.0[q].fetch_max(order_bits(floor), Ordering::Relaxed);
+    }
+}
+
+/// Maps an `f32` to a `u32` whose unsigned order is the float's total order.
+fn order_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 { !b } else { b | 1 << 31 }
+}
+
+fn from_order_bits(b: u32) -> f32 {
+    f32::from_bits(if b >> 31 == 1 { b & !(1 << 31) } else { !b })
 }
 
 /// A row the scan kept for a query.
@@ -232,12 +300,14 @@ struct Collector {
     mode: Mode,
     exact: bool,
     states: Vec<QueryState>,
-    f32_scores: Vec<f32>,
-    i32_scores: Vec<i32>,
+    /// Keys of every query against the current block (`nq × BLOCK_ROWS`).
     keys: Vec<f32>,
+    /// `i8` kernel output before scaling.
+    ints: Vec<i32>,
 }
 
-const MIN_PRUNE: usize = 1024;
+/// Candidate count below which a query's list is never pruned.
+const MIN_PRUNE: usize = 64;
 
 impl Collector {
     fn new(nq: usize, mode: Mode, exact: bool, dtype: Dtype) -> Collector {
@@ -254,15 +324,8 @@ impl Collector {
             mode,
             exact,
             states: vec![state; nq],
-            f32_scores: vec![
-                0.0;
-                if dtype == Dtype::I8 {
-                    0
-                } else {
-                    nq * BLOCK_ROWS
-                }
-            ],
-            i32_scores: vec![
+            keys: vec![0.0; nq * BLOCK_ROWS],
+            ints: vec![
                 0;
                 if dtype == Dtype::I8 {
                     nq * BLOCK_ROWS
@@ -270,99 +333,112 @@ impl Collector {
                     0
                 }
             ],
-            keys: vec![0.0; BLOCK_ROWS],
         }
     }
 
-    /// Lowest key that can still matter for query state `state`.
-    fn admit(&self, state: &QueryState, margin: f32) -> f32 {
+    /// Lowest key that can still matter for query `q`: a row below the
+    /// k-th best key seen by any task (minus twice the margin for
+    /// approximate keys) cannot enter the top k.
+    fn admit(&self, q: usize, shared: &SharedFloors, margin: f32) -> f32 {
         match self.mode {
-            Mode::TopK(_) => match state.top.floor() {
-                None => f32::NEG_INFINITY,
-                Some(floor) if self.exact => floor,
-                Some(floor) => floor - slack(floor, 2.0 * margin),
-            },
+            Mode::TopK(_) => {
+                let floor = match self.states[q].top.floor() {
+                    Some(local) => local.max(shared.get(q)),
+                    None => shared.get(q),
+                };
+                if self.exact || floor == f32::NEG_INFINITY {
+                    floor
+                } else {
+                    floor - slack(floor, 2.0 * margin)
+                }
+            }
             Mode::Threshold(t) if self.exact => t,
             Mode::Threshold(t) => t - slack(t, margin),
         }
     }
 
-    /// Runs the block kernel for all queries into the scratch scores.
-    fn score_block(&mut self, snap: &FlatSnapshot, p: &Prepared, block: &BlockRef<'_>) {
+    /// Fills `self.keys` with every query's keys against the block's 128
+    /// lanes (lanes past the block's rows hold garbage and are never read
+    /// as rows). Written over fixed-size lanes so that it vectorises.
+    fn block_keys(&mut self, snap: &FlatSnapshot, p: &Prepared, block: &BlockRef<'_>) {
         let l2 = snap.config.metric == Metric::L2;
         let k = &snap.kernels;
         let dim = p.dim;
         match block.codes {
-            Codes::F32(c) if l2 => k.block_l2sq_f32(&p.queries, dim, c, &mut self.f32_scores),
-            Codes::F32(c) => k.block_dot_f32(&p.queries, dim, c, &mut self.f32_scores),
-            Codes::F16(c) if l2 => k.block_l2sq_f16(&p.queries, dim, c, &mut self.f32_scores),
-            Codes::F16(c) => k.block_dot_f16(&p.queries, dim, c, &mut self.f32_scores),
-            Codes::I8(c) => k.block_dot_i8(&p.codes, dim, c, &mut self.i32_scores),
+            Codes::F32(c) if l2 => k.block_l2sq_f32(&p.queries, dim, c, &mut self.keys),
+            Codes::F32(c) => k.block_dot_f32(&p.queries, dim, c, &mut self.keys),
+            Codes::F16(c) if l2 => k.block_l2sq_f16(&p.queries, dim, c, &mut self.keys),
+            Codes::F16(c) => k.block_dot_f16(&p.queries, dim, c, &mut self.keys),
+            Codes::I8(c) => {
+                k.block_dot_i8(&p.codes, dim, c, &mut self.ints);
+                let fill = block.len();
+                let mut scales = [0.0f32; BLOCK_ROWS];
+                scales[..fill].copy_from_slice(block.scales);
+                let mut sqnorms = [0.0f32; BLOCK_ROWS];
+                sqnorms[..fill].copy_from_slice(block.sqnorms);
+                let (keys, _) = self.keys.as_chunks_mut::<BLOCK_ROWS>();
+                let (ints, _) = self.ints.as_chunks::<BLOCK_ROWS>();
+                for (q, (keys, ints)) in keys.iter_mut().zip(ints).enumerate() {
+                    let sq = p.scales[q];
+                    for ((key, &i), &s) in keys.iter_mut().zip(ints).zip(&scales) {
+                        *key = i as f32 * s * sq;
+                    }
+                    if l2 {
+                        let qn2 = p.sqnorms[q];
+                        for (key, &rn2) in keys.iter_mut().zip(&sqnorms) {
+                            *key = -(qn2 + rn2 - 2.0 * *key);
+                        }
+                    }
+                }
+                return;
+            }
+        }
+        if l2 {
+            self.keys.iter_mut().for_each(|k| *k = -*k);
         }
     }
 
-    fn scan_block(&mut self, snap: &FlatSnapshot, p: &Prepared, s: usize, b: usize) {
+    fn scan_block(
+        &mut self,
+        snap: &FlatSnapshot,
+        p: &Prepared,
+        shared: &SharedFloors,
+        s: usize,
+        b: usize,
+    ) {
         let seg = &snap.segments[s];
         let block = seg.data.block(b);
-        let l2 = snap.config.metric == Metric::L2;
-        self.score_block(snap, p, &block);
+        self.block_keys(snap, p, &block);
         let fill = block.len();
+        let rows = if fill == BLOCK_ROWS {
+            u128::MAX
+        } else {
+            (1u128 << fill) - 1
+        };
         for q in 0..p.nq {
-            self.block_keys(p, q, &block, l2);
-            let admit = self.admit(&self.states[q], p.margins[q]);
-            let keys = &self.keys[..fill];
-            let best = keys
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-            if best < admit {
-                continue;
-            }
-            for r in 0..fill {
-                let key = self.keys[r];
-                if key < admit || seg.deleted.contains(b * BLOCK_ROWS + r) {
+            let admit = self.admit(q, shared, p.margins[q]);
+            let keys: &[f32; BLOCK_ROWS] = self.keys[q * BLOCK_ROWS..(q + 1) * BLOCK_ROWS]
+                .try_into()
+                .expect("one block of keys");
+            let mut hits = snap.kernels.mask_ge(keys, admit) & rows;
+            while hits != 0 {
+                let r = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                if seg.deleted.contains(b * BLOCK_ROWS + r) {
                     continue;
                 }
                 let c = Candidate {
-                    key,
+                    key: self.keys[q * BLOCK_ROWS + r],
                     id: block.ids[r],
                     seg: s as u32,
                     row: (b * BLOCK_ROWS + r) as u32,
                 };
                 self.offer(q, c, p.margins[q]);
             }
-        }
-    }
-
-    /// Keys of query `q` against the block's rows, into `self.keys`.
-    fn block_keys(&mut self, p: &Prepared, q: usize, block: &BlockRef<'_>, l2: bool) {
-        let fill = block.len();
-        let keys = &mut self.keys[..fill];
-        if let Codes::I8(_) = block.codes {
-            let ints = &self.i32_scores[q * BLOCK_ROWS..q * BLOCK_ROWS + fill];
-            let sq = p.scales[q];
-            if l2 {
-                let qn2 = p.sqnorms[q];
-                for (((key, &i), &s), &rn2) in keys
-                    .iter_mut()
-                    .zip(ints)
-                    .zip(block.scales)
-                    .zip(block.sqnorms)
-                {
-                    *key = -(qn2 + rn2 - 2.0 * (sq * s * i as f32));
-                }
-            } else {
-                for ((key, &i), &s) in keys.iter_mut().zip(ints).zip(block.scales) {
-                    *key = sq * s * i as f32;
-                }
-            }
-        } else {
-            let scores = &self.f32_scores[q * BLOCK_ROWS..q * BLOCK_ROWS + fill];
-            if l2 {
-                for (key, &s) in keys.iter_mut().zip(scores) {
-                    *key = -s;
-                }
-            } else {
-                keys.copy_from_slice(scores);
+            if let Some(floor) = self.states[q].top.floor()
+                && floor > shared.get(q)
+            {
+                shared.raise(q, floor);
             }
         }
     }
@@ -502,13 +578,19 @@ impl FlatSnapshot {
             .enumerate()
             .flat_map(|(s, seg)| (0..seg.data.block_count()).map(move |b| (s, b)))
             .collect();
+        let per_task = MIN_BLOCKS_PER_TASK.max(
+            units
+                .len()
+                .div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()),
+        );
+        let shared = SharedFloors::new(nq);
         let collector = units
-            .par_chunks(BLOCKS_PER_TASK)
+            .par_chunks(per_task)
             .fold(
                 || Collector::new(nq, mode, exact, dtype),
                 |mut c, chunk| {
                     for &(s, b) in chunk {
-                        c.scan_block(self, &p, s, b);
+                        c.scan_block(self, &p, &shared, s, b);
                     }
                     c
                 },
@@ -615,8 +697,33 @@ impl Prepared {
             snap.config.dtype,
         );
         let block = snap.segments[s].data.block(b);
-        c.score_block(snap, self, &block);
-        c.block_keys(self, q, &block, snap.config.metric == Metric::L2);
-        c.keys[..block.len()].to_vec()
+        c.block_keys(snap, self, &block);
+        c.keys[q * BLOCK_ROWS..q * BLOCK_ROWS + block.len()].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_bits_preserve_the_float_order() {
+        let xs = [
+            f32::NEG_INFINITY,
+            -1e30,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-40,
+            0.5,
+            3.0,
+            f32::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(order_bits(w[0]) <= order_bits(w[1]), "{} {}", w[0], w[1]);
+        }
+        for &x in &xs {
+            assert_eq!(from_order_bits(order_bits(x)).to_bits(), x.to_bits());
+        }
     }
 }

@@ -407,8 +407,8 @@ pub(crate) unsafe fn block_l2sq_f16_avx2(
 /// Chunks of 4 rows × 4 bytes per `i8` block dimension group.
 const I8_CHUNKS: usize = BLOCK_ROWS / 4;
 
-/// `i8` tile without VNNI: 16 offset-binary bytes (4 rows × 4 dims) are
-/// zero-extended to i16 and multiplied with the query group broadcast as
+/// `i8` tile without VNNI: 16 code bytes (4 rows × 4 dims) are
+/// sign-extended to i16 and multiplied with the query group broadcast as
 /// four i16 (`vpmaddwd`), giving two partial sums per row that are added
 /// at the end of the pass.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -425,7 +425,7 @@ fn i8_tile<const Q: usize, const R: usize>(
         for (g, group) in qgroups.iter().enumerate() {
             let (chunks, _) = group.as_chunks::<16>();
             let x: [__m256i; R] =
-                std::array::from_fn(|i| _mm256_cvtepu8_epi16(load_u8x16(&chunks[pass * R + i])));
+                std::array::from_fn(|i| _mm256_cvtepi8_epi16(load_u8x16(&chunks[pass * R + i])));
             for (acc_q, q) in acc.iter_mut().zip(&qs) {
                 let b = _mm256_set1_epi64x(q[g]);
                 for (a, &xi) in acc_q.iter_mut().zip(&x) {
@@ -453,10 +453,11 @@ fn i8_tile<const Q: usize, const R: usize>(
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn block_dot_i8_avx2(queries: &[i8], pdim: usize, block: &[u8], out: &mut [i32]) {
+    let ng = pdim / 4;
     let (qgroups, _) = block.as_chunks::<{ 4 * BLOCK_ROWS }>();
+    let qgroups = &qgroups[..ng];
     let (outs, _) = out.as_chunks_mut::<BLOCK_ROWS>();
     let groups = super::i16_groups(queries);
-    let ng = pdim / 4;
     let mut g_tiles = groups.chunks_exact(4 * ng);
     let mut o_tiles = outs.chunks_exact_mut(4);
     for (g, o) in (&mut g_tiles).zip(&mut o_tiles) {
@@ -469,7 +470,44 @@ pub(crate) unsafe fn block_dot_i8_avx2(queries: &[i8], pdim: usize, block: &[u8]
     {
         i8_tile::<1, 4>(g, qgroups, std::array::from_mut(o));
     }
-    super::remove_offset(queries, pdim, out);
+}
+
+/// Row-major re-scoring with block semantics, compiled with hardware FMA.
+/// See [`crate::vector::Kernels::rows_dot_f32`].
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn rows_dot_f32_fma(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    crate::vector::scalar::rows_chain(query, rows, out, |q, x, acc| q.mul_add(x, acc));
+}
+
+/// Row-major squared-L2 re-scoring with block semantics, hardware FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn rows_l2sq_f32_fma(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    crate::vector::scalar::rows_chain(query, rows, out, |q, x, acc| {
+        let d = x - q;
+        d.mul_add(d, acc)
+    });
+}
+
+/// Bit `r` set iff `keys[r] >= threshold` (ordered compare: NaN never qualifies).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn mask_ge_avx2(keys: &[f32; BLOCK_ROWS], threshold: f32) -> u128 {
+    let t = _mm256_set1_ps(threshold);
+    let (chunks, _) = keys.as_chunks::<8>();
+    let mut mask = 0u128;
+    for (i, c) in chunks.iter().enumerate() {
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(load_f32(c), t)) as u32;
+        mask |= u128::from(m) << (8 * i);
+    }
+    mask
 }
 
 // ---------------------------------------------------------------------------

@@ -114,6 +114,23 @@ fn load_256_partial(x: &[i8]) -> __m256i {
     unsafe { _mm256_maskz_loadu_epi8(mask32(x.len()), x.as_ptr()) }
 }
 
+/// Bytes ahead of the current row that single-query scans prefetch: far
+/// enough to cover DRAM latency at full bandwidth, across 4 KiB page
+/// boundaries where hardware prefetchers stop.
+const PREFETCH_AHEAD: usize = 4096;
+
+/// Prefetches the 512 bytes `PREFETCH_AHEAD` past `row` into L1.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn prefetch_ahead<T>(row: &[T]) {
+    let base = row.as_ptr().cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+    // A prefetch is only a hint: it never faults, whatever the address,
+    // and the pointer is never dereferenced.
+    for line in 0..8 {
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64 * line));
+    }
+}
+
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn store_f32(out: &mut [f32; 16], v: __m512) {
@@ -492,27 +509,34 @@ pub(crate) unsafe fn block_l2sq_f16_avx512(
     );
 }
 
-/// VNNI `i8` tile: each 64-byte load is 16 rows × 4 dimensions (offset
-/// binary, unsigned), multiplied with the query's 4 codes broadcast to every
-/// lane (signed) by one `vpdpbusd` per (query, register).
+/// VNNI `i8` tile: each 64 bytes of the block are 16 rows × 4 dimensions
+/// (signed codes), multiplied with the query's 4 codes offset by +128 and
+/// broadcast to every lane (`vpdpbusd`'s unsigned operand). The rows are
+/// the instruction's memory operand when `R` is large (single queries),
+/// so a scan issues one instruction per 64 bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 fn vnni_tile<const Q: usize, const R: usize>(
-    groups: &[i32],
+    queries: &[[i8; 4]],
     qgroups: &[[u8; 4 * BLOCK_ROWS]],
     out: &mut [[i32; BLOCK_ROWS]; Q],
 ) {
     let ng = qgroups.len();
-    let qs: [&[i32]; Q] = std::array::from_fn(|j| &groups[j * ng..(j + 1) * ng]);
+    let qs: [&[[i8; 4]]; Q] = std::array::from_fn(|j| &queries[j * ng..(j + 1) * ng]);
+    let offset = _mm512_set1_epi8(i8::MIN);
     for pass in 0..CHUNKS / R {
         let mut acc = [[_mm512_setzero_si512(); R]; Q];
         for (g, group) in qgroups.iter().enumerate() {
+            if Q == 1 {
+                prefetch_ahead(group);
+            }
             let (chunks, _) = group.as_chunks::<64>();
             let x: [__m512i; R] = std::array::from_fn(|i| load_512(&chunks[pass * R + i]));
             for (acc_q, q) in acc.iter_mut().zip(&qs) {
-                let b = _mm512_set1_epi32(q[g]);
+                let codes = _mm512_set1_epi32(i32::from_le_bytes(q[g].map(|c| c as u8)));
+                let b = _mm512_xor_si512(codes, offset);
                 for (a, &xi) in acc_q.iter_mut().zip(&x) {
-                    *a = _mm512_dpbusd_epi32(*a, xi, b);
+                    *a = _mm512_dpbusd_epi32(*a, b, xi);
                 }
             }
         }
@@ -537,32 +561,32 @@ pub(crate) unsafe fn block_dot_i8_avx512vnni(
     block: &[u8],
     out: &mut [i32],
 ) {
-    let (qgroups, _) = block.as_chunks::<{ 4 * BLOCK_ROWS }>();
-    let (outs, _) = out.as_chunks_mut::<BLOCK_ROWS>();
-    let (query_groups, _) = queries.as_chunks::<4>();
-    let groups: Vec<i32> = query_groups
-        .iter()
-        .map(|g| i32::from_le_bytes(g.map(|c| c as u8)))
-        .collect();
     let ng = pdim / 4;
-    let mut g_tiles = groups.chunks_exact(12 * ng);
-    let mut o_tiles = outs.chunks_exact_mut(12);
-    for (g, o) in (&mut g_tiles).zip(&mut o_tiles) {
+    let (qgroups, _) = block.as_chunks::<{ 4 * BLOCK_ROWS }>();
+    let qgroups = &qgroups[..ng];
+    let (outs, _) = out.as_chunks_mut::<BLOCK_ROWS>();
+    let (groups, _) = queries.as_chunks::<4>();
+    // Tiles of 12 queries, then 4, then single queries.
+    let mut done = 0;
+    for (g, o) in groups.chunks_exact(12 * ng).zip(outs.chunks_exact_mut(12)) {
         vnni_tile::<12, 2>(g, qgroups, o.try_into().expect("tile"));
+        done += 12;
     }
-    for (g, o) in g_tiles
-        .remainder()
-        .chunks_exact(ng)
-        .zip(o_tiles.into_remainder())
-    {
+    let (groups, outs) = (&groups[done * ng..], &mut outs[done..]);
+    let mut four = 0;
+    for (g, o) in groups.chunks_exact(4 * ng).zip(outs.chunks_exact_mut(4)) {
+        vnni_tile::<4, 4>(g, qgroups, o.try_into().expect("tile"));
+        four += 4;
+    }
+    for (g, o) in groups[four * ng..].chunks_exact(ng).zip(&mut outs[four..]) {
         vnni_tile::<1, 8>(g, qgroups, std::array::from_mut(o));
     }
-    super::remove_offset(queries, pdim, out);
+    super::remove_offset(block, pdim, out);
 }
 
-/// Non-VNNI `i8` tile: 32 offset-binary bytes (8 rows × 4 dims) are
-/// zero-extended to i16 and multiplied with the query group broadcast as four
-/// i16 (`vpmaddwd`), two partial sums per row added at the end of the pass.
+/// Non-VNNI `i8` tile: 32 code bytes (8 rows × 4 dims) are sign-extended
+/// to i16 and multiplied with the query group broadcast as four i16
+/// (`vpmaddwd`), two partial sums per row added at the end of the pass.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn madd_tile<const Q: usize, const R: usize>(
@@ -576,9 +600,12 @@ fn madd_tile<const Q: usize, const R: usize>(
     for pass in 0..CHUNKS8 / R {
         let mut acc = [[_mm512_setzero_si512(); R]; Q];
         for (g, group) in qgroups.iter().enumerate() {
+            if Q == 1 {
+                prefetch_ahead(group);
+            }
             let (chunks, _) = group.as_chunks::<32>();
             let x: [__m512i; R] =
-                std::array::from_fn(|i| _mm512_cvtepu8_epi16(load_256(&chunks[pass * R + i])));
+                std::array::from_fn(|i| _mm512_cvtepi8_epi16(load_256(&chunks[pass * R + i])));
             for (acc_q, q) in acc.iter_mut().zip(&qs) {
                 let b = _mm512_set1_epi64(q[g]);
                 for (a, &xi) in acc_q.iter_mut().zip(&x) {
@@ -610,10 +637,11 @@ pub(crate) unsafe fn block_dot_i8_avx512bw(
     block: &[u8],
     out: &mut [i32],
 ) {
+    let ng = pdim / 4;
     let (qgroups, _) = block.as_chunks::<{ 4 * BLOCK_ROWS }>();
+    let qgroups = &qgroups[..ng];
     let (outs, _) = out.as_chunks_mut::<BLOCK_ROWS>();
     let groups = super::i16_groups(queries);
-    let ng = pdim / 4;
     let mut g_tiles = groups.chunks_exact(8 * ng);
     let mut o_tiles = outs.chunks_exact_mut(8);
     for (g, o) in (&mut g_tiles).zip(&mut o_tiles) {
@@ -626,7 +654,22 @@ pub(crate) unsafe fn block_dot_i8_avx512bw(
     {
         madd_tile::<1, 8>(g, qgroups, std::array::from_mut(o));
     }
-    super::remove_offset(queries, pdim, out);
+}
+
+/// Bit `r` set iff `keys[r] >= threshold` (ordered compare: NaN never qualifies).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn mask_ge_avx512(keys: &[f32; BLOCK_ROWS], threshold: f32) -> u128 {
+    let t = _mm512_set1_ps(threshold);
+    let (chunks, _) = keys.as_chunks::<16>();
+    let mut mask = 0u128;
+    for (i, c) in chunks.iter().enumerate() {
+        let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(load_f32(c), t);
+        mask |= u128::from(m) << (16 * i);
+    }
+    mask
 }
 
 // ---------------------------------------------------------------------------

@@ -20,18 +20,19 @@ fn i16_groups(queries: &[i8]) -> Vec<i64> {
         .collect()
 }
 
-/// Turns `Σ (code_r + 128) · q` into `Σ code_r · q` for every query and row.
-///
-/// The block stores codes offset by +128 (see [`crate::vector::layout`]),
-/// so every raw score carries `128 · Σ q` too much.
-fn remove_offset(queries: &[i8], pdim: usize, out: &mut [i32]) {
-    for (q, scores) in queries
-        .chunks_exact(pdim)
-        .zip(out.chunks_exact_mut(BLOCK_ROWS))
-    {
-        let bias = 128 * q.iter().map(|&c| i32::from(c)).sum::<i32>();
-        for s in scores {
-            *s -= bias;
+/// Turns `Σ (q + 128) · code_r` into `Σ q · code_r` for every query and
+/// row, with the row code sums stored at the end of the block (see
+/// [`crate::vector::layout`]): the VNNI kernels feed the query in offset by
+/// +128 because `vpdpbusd` takes that operand unsigned.
+fn remove_offset(block: &[u8], pdim: usize, out: &mut [i32]) {
+    let (sums, _) = block[pdim * BLOCK_ROWS..].as_chunks::<4>();
+    let mut bias = [0i32; BLOCK_ROWS];
+    for (b, s) in bias.iter_mut().zip(sums) {
+        *b = 128 * i32::from_le_bytes(*s);
+    }
+    for scores in out.chunks_exact_mut(BLOCK_ROWS) {
+        for (s, b) in scores.iter_mut().zip(&bias) {
+            *s -= b;
         }
     }
 }
