@@ -645,3 +645,77 @@ fn concurrent_searches_see_whole_batches_only() {
     });
     assert_eq!(index.len(), 40 * batch);
 }
+
+/// Format version 1, as written by `examples/generate_fixtures.rs` into
+/// `tests/fixtures/flat-v1/`: one index per dtype with a sealed segment, a
+/// writable segment's log and tombstones. Future builds must keep opening
+/// these files and answering exactly (or bump the version and convert).
+#[test]
+fn version_1_fixtures_open_and_answer_exactly() {
+    const ROWS: usize = 300;
+    const DIM: usize = 12;
+    let value = |row: usize, k: usize| ((row * 31 + k * 17) % 97) as f32 / 48.5 - 1.0 + 0.01;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flat-v1");
+    for (dtype, metric) in [
+        (Dtype::F32, Metric::Cosine),
+        (Dtype::F16, Metric::L2),
+        (Dtype::I8, Metric::InnerProduct),
+    ] {
+        // Open a copy: opening may repair files, and fixtures must not change.
+        let src = root.join(dtype.name());
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = 0;
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(&bytes[..8], b"BIOMATCH", "{}", path.display());
+            assert_eq!(
+                u16::from_le_bytes([bytes[12], bytes[13]]),
+                1,
+                "{}",
+                path.display()
+            );
+            std::fs::write(dir.path().join(path.file_name().unwrap()), bytes).unwrap();
+            files += 1;
+        }
+        assert_eq!(files, 4, "{dtype}: manifest, segment, log, tombstones");
+
+        let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+        let report = index.open_report();
+        assert_eq!((report.segments, report.replayed_rows), (1, 100), "{dtype}");
+        assert!(report.removed_files.is_empty() && report.vector_log.dropped_bytes == 0);
+        assert_eq!(
+            index.config(),
+            FlatConfig::new(DIM, dtype, metric).with_segment_rows(200)
+        );
+        let deleted = [1000 + 3 * 5, 1000 + 3 * 250];
+        let rows: Vec<(u64, Vec<f32>)> = (0..ROWS)
+            .map(|r| (1000 + 3 * r as u64, (0..DIM).map(|k| value(r, k)).collect()))
+            .filter(|(id, _)| !deleted.contains(id))
+            .collect();
+        let snap = index.snapshot();
+        assert_eq!(snap.len(), rows.len());
+        for id in deleted {
+            assert!(!snap.contains(id));
+        }
+        for (id, v) in &rows {
+            let got = snap.get(*id).unwrap();
+            let want = stored(metric, v);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{dtype} row {id}"
+            );
+        }
+        for q in [7usize, 123, 260, 299] {
+            let query: Vec<f32> = (0..DIM).map(|k| value(q, k) * 0.5 + 0.1).collect();
+            let got = snap.search(&query, 20).unwrap();
+            assert_same_hits(
+                &got,
+                &brute_force(metric, &rows, &query, 20),
+                &format!("{dtype} q{q}"),
+            );
+        }
+    }
+}
