@@ -1,0 +1,153 @@
+//! The HTTP API.
+//!
+//! This release serves `GET /health`; the enrollment and search endpoints
+//! arrive with the gallery. [`app`] builds the router so tests can drive it
+//! in-process; [`serve`] binds a socket and shuts down gracefully on SIGINT
+//! or SIGTERM, letting in-flight requests finish.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    started: Instant,
+    simd_backend: &'static str,
+}
+
+impl AppState {
+    /// State for a server using the given SIMD backend name.
+    pub fn new(simd_backend: &'static str) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                simd_backend,
+            }),
+        }
+    }
+}
+
+/// The router with every route.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+/// Body of `GET /health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// Always `"ok"` while the process serves requests.
+    pub status: &'static str,
+    /// Server version.
+    pub version: &'static str,
+    /// SIMD backend the kernels run on.
+    pub simd_backend: &'static str,
+    /// Seconds since start.
+    pub uptime_s: u64,
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        simd_backend: state.inner.simd_backend,
+        uptime_s: state.inner.started.elapsed().as_secs(),
+    })
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+///
+/// Prints `biomatch listening on http://ADDR` on standard output once the
+/// socket is bound (with the real port when the configured port is 0).
+pub async fn serve(config: Config) -> Result<()> {
+    let kernels = biomatch_engine::vector::init().context("choosing the SIMD backend")?;
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("storage.data_dir: cannot create {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot bind {}", config.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, simd = kernels.backend().name(), data_dir = %data_dir.display(), "serving");
+    println!("biomatch listening on http://{addr}");
+    axum::serve(listener, app(AppState::new(kernels.backend().name())))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn health_reports_ok_and_the_backend() {
+        let response = app(AppState::new("scalar"))
+            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["simd_backend"], "scalar");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404() {
+        let response = app(AppState::new("scalar"))
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}

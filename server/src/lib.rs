@@ -1,0 +1,12 @@
+//! # biomatch-server
+//!
+//! The `biomatch` binary's library: configuration ([`config`]), the HTTP
+//! API ([`http`]), the command line ([`cli`]) and benchmarks ([`bench`]).
+//! CPU-heavy work runs on rayon pools, never on the async workers.
+
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod http;
