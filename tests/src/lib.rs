@@ -1,0 +1,152 @@
+//! Helpers for biomatch's end-to-end tests: find the real `biomatch`
+//! binary, start it on an ephemeral port with a temporary data directory,
+//! talk to it over HTTP, stop it with a signal.
+
+#![deny(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Path of the `biomatch` binary under test.
+///
+/// `BIOMATCH_BIN` if set; otherwise the binary built next to this test
+/// executable (`target/<profile>/biomatch`), which `scripts/test` builds
+/// before running the tests.
+pub fn biomatch_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BIOMATCH_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/biomatch
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join(format!("biomatch{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build -p biomatch-server`; scripts/test does) or set BIOMATCH_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A `biomatch` command with a clean environment for biomatch variables.
+pub fn biomatch() -> Command {
+    let mut cmd = Command::new(biomatch_bin());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("BIOMATCH__") || key == "BIOMATCH_SIMD" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("BIOMATCH_LOG", "warn");
+    cmd
+}
+
+/// A running `biomatch serve`, killed on drop if still running.
+pub struct Server {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:39127`.
+    pub url: String,
+    /// The server's data directory.
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `biomatch serve` on an ephemeral port with a fresh data
+    /// directory and extra environment variables.
+    pub fn start(env: &[(&str, &str)]) -> Result<Server> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut server = Server::start_in(&data_dir, env)?;
+        server._tmp = Some(tmp);
+        Ok(server)
+    }
+
+    /// Starts `biomatch serve` with `data_dir` (kept after the server stops).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server> {
+        let mut cmd = biomatch();
+        cmd.arg("serve")
+            .env("BIOMATCH__SERVER__LISTEN", "127.0.0.1:0")
+            .env("BIOMATCH__STORAGE__DATA_DIR", data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawning biomatch serve")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("biomatch listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Server {
+                child,
+                url,
+                data_dir: data_dir.to_path_buf(),
+                _tmp: None,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait()?;
+                bail!("biomatch serve did not report its address ({status})")
+            }
+        }
+    }
+
+    /// `GET path`, returning the status and the JSON body.
+    pub fn get(&self, path: &str) -> Result<(u16, serde_json::Value)> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let mut response = agent.get(format!("{}{path}", self.url)).call()?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string()?;
+        let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        Ok((status, json))
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit.
+    pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if rc != 0 {
+            bail!("kill(SIGTERM) failed: {}", std::io::Error::last_os_error());
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                return Err(anyhow!("server did not stop within {timeout:?} of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `biomatch` binary over real HTTP and its
+//! command line, plus cross-crate measurements (recall of compact indexes).
+
+mod bench_cli;
+mod recall;
+mod server;
