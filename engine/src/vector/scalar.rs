@@ -66,26 +66,42 @@ pub fn l2sq_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
 /// Scores every query against an `f32` block: per row,
 /// `acc = fma(q[k], row[k], acc)` for `k = 0..dim`.
 pub fn block_dot_f32_scalar(queries: &[f32], dim: usize, block: &[f32], out: &mut [f32]) {
-    block_f32_scalar(queries, dim, block, out, |q, x, acc| q.mul_add(x, acc));
+    block_scalar(
+        queries,
+        dim,
+        block,
+        out,
+        |x| x,
+        |q, x, acc| q.mul_add(x, acc),
+    );
 }
 
 /// Squared distances of every query to an `f32` block: per row,
 /// `acc = fma(d, d, acc)` with `d = row[k] − q[k]`.
 pub fn block_l2sq_f32_scalar(queries: &[f32], dim: usize, block: &[f32], out: &mut [f32]) {
-    block_f32_scalar(queries, dim, block, out, |q, x, acc| {
-        let d = x - q;
-        d.mul_add(d, acc)
-    });
+    block_scalar(
+        queries,
+        dim,
+        block,
+        out,
+        |x| x,
+        |q, x, acc| {
+            let d = x - q;
+            d.mul_add(d, acc)
+        },
+    );
 }
 
 /// As [`block_dot_f32_scalar`] with the rows widened from `f16`.
 pub fn block_dot_f16_scalar(queries: &[f32], dim: usize, block: &[f16], out: &mut [f32]) {
-    block_f16_scalar(queries, dim, block, out, |q, x, acc| q.mul_add(x, acc));
+    block_scalar(queries, dim, block, out, f16::to_f32, |q, x, acc| {
+        q.mul_add(x, acc)
+    });
 }
 
 /// As [`block_l2sq_f32_scalar`] with the rows widened from `f16`.
 pub fn block_l2sq_f16_scalar(queries: &[f32], dim: usize, block: &[f16], out: &mut [f32]) {
-    block_f16_scalar(queries, dim, block, out, |q, x, acc| {
+    block_scalar(queries, dim, block, out, f16::to_f32, |q, x, acc| {
         let d = x - q;
         d.mul_add(d, acc)
     });
@@ -158,11 +174,14 @@ pub fn mask_ge_scalar(keys: &[f32; BLOCK_ROWS], threshold: f32) -> u128 {
         .fold(0u128, |m, (r, &k)| m | (u128::from(k >= threshold) << r))
 }
 
-fn block_f32_scalar(
+/// Every query against every row of a float block: per row and query,
+/// `acc = step(q[k], widen(row[k]), acc)` for `k = 0..dim`.
+fn block_scalar<T: Copy>(
     queries: &[f32],
     dim: usize,
-    block: &[f32],
+    block: &[T],
     out: &mut [f32],
+    widen: impl Fn(T) -> f32,
     step: impl Fn(f32, f32, f32) -> f32,
 ) {
     let (rows_by_dim, _) = block.as_chunks::<BLOCK_ROWS>();
@@ -173,29 +192,7 @@ fn block_f32_scalar(
         let mut acc = [0.0f32; BLOCK_ROWS];
         for (&qk, values) in q.iter().zip(rows_by_dim) {
             for (a, &x) in acc.iter_mut().zip(values) {
-                *a = step(qk, x, *a);
-            }
-        }
-        scores.copy_from_slice(&acc);
-    }
-}
-
-fn block_f16_scalar(
-    queries: &[f32],
-    dim: usize,
-    block: &[f16],
-    out: &mut [f32],
-    step: impl Fn(f32, f32, f32) -> f32,
-) {
-    let (rows_by_dim, _) = block.as_chunks::<BLOCK_ROWS>();
-    for (q, scores) in queries
-        .chunks_exact(dim)
-        .zip(out.chunks_exact_mut(BLOCK_ROWS))
-    {
-        let mut acc = [0.0f32; BLOCK_ROWS];
-        for (&qk, values) in q.iter().zip(rows_by_dim) {
-            for (a, &x) in acc.iter_mut().zip(values) {
-                *a = step(qk, x.to_f32(), *a);
+                *a = step(qk, widen(x), *a);
             }
         }
         scores.copy_from_slice(&acc);

@@ -110,25 +110,72 @@ impl GrowBlock {
     }
 }
 
-/// Conversion buffers reused across appends.
+/// Conversion buffers reused across rows.
 #[derive(Debug)]
 struct Scratch {
     halves: Vec<f16>,
     codes: Vec<i8>,
-    record: Vec<u8>,
 }
 
-/// The writable segment of an index.
+/// The writable segment's rows, encoded into blocks.
+#[derive(Debug)]
+struct Rows {
+    dtype: Dtype,
+    dim: usize,
+    full: Vec<Arc<GrowBlock>>,
+    partial: GrowBlock,
+    count: usize,
+    stats: SegStats,
+    scratch: Scratch,
+}
+
+impl Rows {
+    fn new(config: &FlatConfig) -> Rows {
+        Rows {
+            dtype: config.dtype,
+            dim: config.dim,
+            full: Vec::new(),
+            partial: GrowBlock::new(config.dtype, config.dim),
+            count: 0,
+            stats: SegStats::default(),
+            scratch: Scratch {
+                halves: vec![f16::ZERO; config.dim],
+                codes: vec![0; config.dim],
+            },
+        }
+    }
+
+    fn push(&mut self, id: u64, v: &[f32]) {
+        self.partial.push(id, v, &mut self.scratch);
+        self.count += 1;
+        self.stats.add(
+            *self.partial.sqnorms.last().expect("just pushed"),
+            self.partial.scales.last().copied(),
+        );
+        if self.partial.len() == BLOCK_ROWS {
+            let fresh = GrowBlock::new(self.dtype, self.dim);
+            self.full
+                .push(Arc::new(std::mem::replace(&mut self.partial, fresh)));
+        }
+    }
+
+    fn last_id(&self) -> Option<u64> {
+        self.partial
+            .ids
+            .last()
+            .or_else(|| self.full.last().and_then(|b| b.ids.last()))
+            .copied()
+    }
+}
+
+/// The writable segment of an index: its rows and their log.
 #[derive(Debug)]
 pub(crate) struct Growing {
     pub(crate) seq: u64,
-    config: FlatConfig,
     log: RecordLog,
-    full: Vec<Arc<GrowBlock>>,
-    partial: GrowBlock,
-    rows: usize,
-    stats: SegStats,
-    scratch: Scratch,
+    rows: Rows,
+    /// Encoding buffer for log records.
+    record: Vec<u8>,
 }
 
 fn log_fields(config: &FlatConfig) -> [u8; crate::storage::format::FIELDS_LEN] {
@@ -142,20 +189,13 @@ fn log_fields(config: &FlatConfig) -> [u8; crate::storage::format::FIELDS_LEN] {
 }
 
 impl Growing {
-    fn empty(seq: u64, config: &FlatConfig, log: RecordLog) -> Growing {
+    fn with(seq: u64, log: RecordLog, rows: Rows) -> Growing {
+        let record = Vec::with_capacity(8 + 4 * rows.dim);
         Growing {
             seq,
-            config: *config,
             log,
-            full: Vec::new(),
-            partial: GrowBlock::new(config.dtype, config.dim),
-            rows: 0,
-            stats: SegStats::default(),
-            scratch: Scratch {
-                halves: vec![f16::ZERO; config.dim],
-                codes: vec![0; config.dim],
-                record: Vec::with_capacity(8 + 4 * config.dim),
-            },
+            rows,
+            record,
         }
     }
 
@@ -163,7 +203,7 @@ impl Growing {
     pub(crate) fn create(dir: &Path, seq: u64, config: &FlatConfig) -> Result<Growing> {
         let path = dir.join(log_file_name(seq));
         let log = RecordLog::create(&path, FileKind::VectorLog, &log_fields(config))?;
-        Ok(Growing::empty(seq, config, log))
+        Ok(Growing::with(seq, log, Rows::new(config)))
     }
 
     /// Reopens writable segment `seq`, replaying its log. Every replayed id
@@ -176,7 +216,8 @@ impl Growing {
     ) -> Result<(Growing, Replay)> {
         let path = dir.join(log_file_name(seq));
         let dim = config.dim;
-        let mut rows: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut rows = Rows::new(config);
+        let mut vector = vec![0.0f32; dim];
         let (log, fields, replay) = RecordLog::open(&path, FileKind::VectorLog, |payload| {
             if payload.len() != 8 + 4 * dim {
                 return Err(Error::corrupted(
@@ -189,11 +230,19 @@ impl Growing {
                 ));
             }
             let id = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-            let v = payload[8..]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect();
-            rows.push((id, v));
+            for (x, b) in vector.iter_mut().zip(payload[8..].chunks_exact(4)) {
+                *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            }
+            let last = rows.last_id().or(after);
+            if last.is_some_and(|l| id <= l) || vector.iter().any(|x| !x.is_finite()) {
+                return Err(Error::corrupted(
+                    &path,
+                    format!(
+                        "record for id {id} is out of order or not finite (previous id {last:?})"
+                    ),
+                ));
+            }
+            rows.push(id, &vector);
             Ok(())
         })?;
         let mut f = FieldReader::new(&fields);
@@ -209,74 +258,41 @@ impl Growing {
                 ),
             ));
         }
-        let mut growing = Growing::empty(seq, config, log);
-        let mut last = after;
-        for (id, v) in rows {
-            if last.is_some_and(|l| id <= l) || v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::corrupted(
-                    &path,
-                    format!(
-                        "record for id {id} is out of order or not finite (previous id {last:?})"
-                    ),
-                ));
-            }
-            growing.push_row(id, &v);
-            last = Some(id);
-        }
-        Ok((growing, replay))
+        Ok((Growing::with(seq, log, rows), replay))
     }
 
     /// Appends a validated, prepared row: to the log (buffered) and to memory.
     pub(crate) fn append(&mut self, id: u64, v: &[f32]) -> Result<()> {
-        let record = &mut self.scratch.record;
-        record.clear();
-        record.extend_from_slice(&id.to_le_bytes());
+        self.record.clear();
+        self.record.extend_from_slice(&id.to_le_bytes());
         for x in v {
-            record.extend_from_slice(&x.to_le_bytes());
+            self.record.extend_from_slice(&x.to_le_bytes());
         }
-        self.log.append(record)?;
-        self.push_row(id, v);
+        self.log.append(&self.record)?;
+        self.rows.push(id, v);
         Ok(())
-    }
-
-    fn push_row(&mut self, id: u64, v: &[f32]) {
-        self.partial.push(id, v, &mut self.scratch);
-        self.rows += 1;
-        self.stats.add(
-            *self.partial.sqnorms.last().expect("just pushed"),
-            self.partial.scales.last().copied(),
-        );
-        if self.partial.len() == BLOCK_ROWS {
-            let fresh = GrowBlock::new(self.config.dtype, self.config.dim);
-            self.full
-                .push(Arc::new(std::mem::replace(&mut self.partial, fresh)));
-        }
     }
 
     /// Rows in the segment.
     pub(crate) fn rows(&self) -> usize {
-        self.rows
+        self.rows.count
     }
 
     /// Largest id in the segment.
     pub(crate) fn last_id(&self) -> Option<u64> {
-        self.partial
-            .ids
-            .last()
-            .or_else(|| self.full.last().and_then(|b| b.ids.last()))
-            .copied()
+        self.rows.last_id()
     }
 
     /// A frozen view for snapshots.
     pub(crate) fn view(&self) -> GrowingView {
-        let mut blocks = self.full.clone();
-        if self.partial.len() > 0 {
-            blocks.push(Arc::new(self.partial.clone()));
+        let mut blocks = self.rows.full.clone();
+        if self.rows.partial.len() > 0 {
+            blocks.push(Arc::new(self.rows.partial.clone()));
         }
         GrowingView {
             blocks,
-            rows: self.rows,
-            stats: self.stats,
+            rows: self.rows.count,
+            stats: self.rows.stats,
         }
     }
 

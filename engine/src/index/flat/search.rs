@@ -20,7 +20,8 @@
 //! `A` the k-th best approximate key, any row of the true top-k has an
 //! approximate key ≥ `A − 2m`, so the scan keeps exactly those rows as
 //! candidates, re-scores them from the stored `f32` originals with the
-//! same `f32` block kernel an `f32` index uses, and ranks the exact keys.
+//! arithmetic of the `f32` block kernels (one FMA chain per row, see
+//! [`crate::vector::Kernels::rows_dot_f32`]), and ranks the exact keys.
 //! Threshold searches keep rows with approximate key ≥ `t − m`. Results are
 //! the same rows, with bit-identical scores, as an `f32` index over the
 //! same vectors:
@@ -184,7 +185,8 @@ impl Prepared {
                 .filter(|s| s.data.rows() > 0)
                 .map(|s| margin(config, qn, f64::from(q_scale), &s.stats))
                 .fold(0.0, f64::max);
-            prepared.margins.push(m as f32 * (1.0 + 1e-6));
+            // Rounding the bound to f32 must not shrink it.
+            prepared.margins.push((m as f32).next_up());
             prepared.sqnorms.push(buf.iter().map(|x| x * x).sum());
             prepared.queries.extend_from_slice(&buf);
         }
@@ -284,6 +286,15 @@ struct Candidate {
     row: u32,
 }
 
+impl Candidate {
+    fn scored(&self) -> Scored {
+        Scored {
+            key: self.key,
+            id: self.id,
+        }
+    }
+}
+
 /// One query's state during a scan.
 #[derive(Clone, Debug)]
 struct QueryState {
@@ -374,8 +385,6 @@ impl Collector {
                 let fill = block.len();
                 let mut scales = [0.0f32; BLOCK_ROWS];
                 scales[..fill].copy_from_slice(block.scales);
-                let mut sqnorms = [0.0f32; BLOCK_ROWS];
-                sqnorms[..fill].copy_from_slice(block.sqnorms);
                 let (keys, _) = self.keys.as_chunks_mut::<BLOCK_ROWS>();
                 let (ints, _) = self.ints.as_chunks::<BLOCK_ROWS>();
                 for (q, (keys, ints)) in keys.iter_mut().zip(ints).enumerate() {
@@ -383,8 +392,11 @@ impl Collector {
                     for ((key, &i), &s) in keys.iter_mut().zip(ints).zip(&scales) {
                         *key = i as f32 * s * sq;
                     }
-                    if l2 {
-                        let qn2 = p.sqnorms[q];
+                }
+                if l2 {
+                    let mut sqnorms = [0.0f32; BLOCK_ROWS];
+                    sqnorms[..fill].copy_from_slice(block.sqnorms);
+                    for (keys, &qn2) in keys.iter_mut().zip(&p.sqnorms) {
                         for (key, &rn2) in keys.iter_mut().zip(&sqnorms) {
                             *key = -(qn2 + rn2 - 2.0 * *key);
                         }
@@ -448,10 +460,7 @@ impl Collector {
         let state = &mut self.states[q];
         match self.mode {
             Mode::TopK(_) => {
-                state.top.push(Scored {
-                    key: c.key,
-                    id: c.id,
-                });
+                state.top.push(c.scored());
                 if !exact {
                     state.candidates.push(c);
                     if state.candidates.len() >= state.prune_at {
@@ -487,16 +496,7 @@ fn prune(state: &mut QueryState, margin: f32) {
 }
 
 fn ranked(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
-        Scored {
-            key: a.key,
-            id: a.id,
-        }
-        .rank_cmp(&Scored {
-            key: b.key,
-            id: b.id,
-        })
-    });
+    candidates.sort_by(|a, b| a.scored().rank_cmp(&b.scored()));
 }
 
 impl FlatSnapshot {
@@ -634,10 +634,7 @@ impl FlatSnapshot {
                 self.rescore_candidates(p, q, &mut candidates);
                 let mut top = TopK::new(k);
                 for c in &candidates {
-                    top.push(Scored {
-                        key: c.key,
-                        id: c.id,
-                    });
+                    top.push(c.scored());
                 }
                 top.into_sorted()
                     .into_iter()
