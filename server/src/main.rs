@@ -1,5 +1,7 @@
 //! The `biomatch` binary. See `biomatch --help`.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
@@ -8,6 +10,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = biomatch_server::cli::Cli::parse();
     match biomatch_server::cli::run(cli) {
