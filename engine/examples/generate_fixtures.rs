@@ -39,7 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let data: Vec<f32> = (0..ROWS)
             .flat_map(|r| (0..DIM).map(move |k| value(r, k)))
             .collect();
-        index.append_batch(&ids, &data)?;
+        let labels: Vec<u64> = ids.iter().map(|id| id / 7).collect();
+        index.append_labeled(&ids, &labels, &data)?;
         // One deletion in the sealed segment, one in the writable segment.
         index.delete(1000 + 3 * 5)?;
         index.delete(1000 + 3 * 250)?;

@@ -14,6 +14,8 @@ pub use crate::vector::{Dtype, Metric};
 pub struct Hit {
     /// Row id.
     pub id: u64,
+    /// The row's label (its own id unless appended with another).
+    pub label: u64,
     /// Similarity (cosine, inner product: higher is better) or squared
     /// distance (L2: lower is better), computed exactly in `f32` from the
     /// stored original vector.

@@ -7,11 +7,12 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// A key (higher is better) with the row id it belongs to.
+/// A key (higher is better) with the row id (and label) it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Scored {
     pub(crate) key: f32,
     pub(crate) id: u64,
+    pub(crate) label: u64,
 }
 
 impl Scored {
@@ -104,7 +105,7 @@ mod tests {
     use super::*;
 
     fn s(key: f32, id: u64) -> Scored {
-        Scored { key, id }
+        Scored { key, id, label: id }
     }
 
     #[test]

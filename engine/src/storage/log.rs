@@ -137,6 +137,28 @@ impl RecordLog {
         Ok((log, fields, replay))
     }
 
+    /// Atomically replaces the log at `path` with one holding `records`
+    /// (written to a temporary, fsynced, renamed), and opens it for appends.
+    pub fn rewrite<'r>(
+        path: &Path,
+        kind: FileKind,
+        fields: &[u8; FIELDS_LEN],
+        records: impl IntoIterator<Item = &'r [u8]>,
+    ) -> Result<RecordLog> {
+        let mut file = super::fs::AtomicFile::create(path)?;
+        file.write_all(&format::encode_header(kind, fields))?;
+        for payload in records {
+            assert!(payload.len() <= MAX_RECORD, "record too large");
+            let len = (payload.len() as u32).to_le_bytes();
+            file.write_all(&len)?;
+            file.write_all(&record_checksum(&len, payload).to_le_bytes())?;
+            file.write_all(payload)?;
+        }
+        file.commit()?;
+        let (log, _, _) = RecordLog::open(path, kind, |_| Ok(()))?;
+        Ok(log)
+    }
+
     /// Appends one record (buffered; see [`RecordLog::sync`]).
     ///
     /// # Panics
@@ -270,6 +292,25 @@ mod tests {
         let (recs, r) = replay(&path);
         assert_eq!(recs.len(), 4);
         assert!(r.dropped_reason.unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn rewrite_replaces_the_records_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let fields = Fields::default().finish();
+        let mut log = RecordLog::create(&path, FileKind::Tombstones, &fields).unwrap();
+        log.append(b"old").unwrap();
+        log.sync().unwrap();
+        let mut log =
+            RecordLog::rewrite(&path, FileKind::Tombstones, &fields, [&b"a"[..], b"bb"]).unwrap();
+        log.append(b"ccc").unwrap();
+        log.sync().unwrap();
+        drop(log);
+        assert_eq!(
+            replay(&path).0,
+            vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   dtype u8 | metric u8 | 0u16 | dim u32 | rows u64 | first_id u64 | last_id u64 | block_rows u32
 //! sections, each starting at a multiple of 64 bytes
 //!   ids        rows × u64, strictly increasing
+//!   labels     rows × u64, an opaque value per row (the gallery's subject)
 //!   sqnorms    rows × f32, ‖original‖² of each row
 //!   scales     rows × f32, i8 only: the row's quantization scale
 //!   blocks     ⌈rows / 128⌉ blocks in the vector::layout block layout of dtype
@@ -77,6 +78,8 @@ impl<'a> Codes<'a> {
 pub struct BlockRef<'a> {
     /// Row ids (1 to 128 of them).
     pub ids: &'a [u64],
+    /// Row labels, one per id.
+    pub labels: &'a [u64],
     /// `‖original‖²` per row.
     pub sqnorms: &'a [f32],
     /// Quantization scale per row (`i8` only, else empty).
@@ -112,6 +115,7 @@ impl BlockRef<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
     ids: usize,
+    labels: usize,
     sqnorms: usize,
     scales: usize,
     blocks: usize,
@@ -128,7 +132,8 @@ impl Layout {
     fn of(dtype: Dtype, dim: usize, rows: usize) -> Option<Layout> {
         let blocks = rows.div_ceil(BLOCK_ROWS);
         let ids = HEADER_LEN;
-        let sqnorms = align64(ids.checked_add(rows.checked_mul(8)?)?);
+        let labels = align64(ids.checked_add(rows.checked_mul(8)?)?);
+        let sqnorms = align64(labels.checked_add(rows.checked_mul(8)?)?);
         let scales = align64(sqnorms.checked_add(rows.checked_mul(4)?)?);
         let scale_len = if dtype == Dtype::I8 { rows * 4 } else { 0 };
         let block_start = align64(scales.checked_add(scale_len)?);
@@ -141,6 +146,7 @@ impl Layout {
         };
         Some(Layout {
             ids,
+            labels,
             sqnorms,
             scales,
             blocks: block_start,
@@ -186,6 +192,7 @@ pub fn write_segment(path: &Path, meta: &SegmentMeta, blocks: &[BlockRef<'_>]) -
             meta.dtype.block_bytes(dim),
             "block size"
         );
+        assert_eq!(b.labels.len(), b.len(), "labels");
         assert_eq!(b.sqnorms.len(), b.len(), "sqnorms");
         let scales = if meta.dtype == Dtype::I8 { b.len() } else { 0 };
         assert_eq!(b.scales.len(), scales, "scales");
@@ -209,6 +216,10 @@ pub fn write_segment(path: &Path, meta: &SegmentMeta, blocks: &[BlockRef<'_>]) -
     ))?;
     for b in blocks {
         out.put(bytemuck::cast_slice(b.ids))?;
+    }
+    out.pad_to(layout.labels)?;
+    for b in blocks {
+        out.put(bytemuck::cast_slice(b.labels))?;
     }
     out.pad_to(layout.sqnorms)?;
     for b in blocks {
@@ -332,6 +343,7 @@ impl SealedSegment {
     fn check_sections(&self, verify: bool) -> Result<()> {
         let path = self.path();
         let ids = self.try_ids()?;
+        self.try_u64(self.layout.labels, "labels")?;
         let sqnorms = self.try_f32(self.layout.sqnorms, self.meta.rows, "sqnorms")?;
         self.try_f32(self.layout.scales, self.scale_count(), "scales")?;
         let (first, last) = (ids.first().copied(), ids.last().copied());
@@ -380,13 +392,11 @@ impl SealedSegment {
     }
 
     fn try_ids(&self) -> Result<&[u64]> {
-        section(
-            self.file.bytes(),
-            self.layout.ids,
-            self.meta.rows,
-            self.path(),
-            "ids",
-        )
+        self.try_u64(self.layout.ids, "ids")
+    }
+
+    fn try_u64(&self, offset: usize, what: &str) -> Result<&[u64]> {
+        section(self.file.bytes(), offset, self.meta.rows, self.path(), what)
     }
 
     fn try_f32(&self, offset: usize, count: usize, what: &str) -> Result<&[f32]> {
@@ -406,6 +416,12 @@ impl SealedSegment {
     /// All row ids, increasing.
     pub fn ids(&self) -> &[u64] {
         self.try_ids().expect("validated at open")
+    }
+
+    /// The label of every row.
+    pub fn labels(&self) -> &[u64] {
+        self.try_u64(self.layout.labels, "labels")
+            .expect("validated at open")
     }
 
     /// `‖original‖²` of every row.
@@ -464,6 +480,7 @@ impl SealedSegment {
         let scales = self.scales();
         BlockRef {
             ids: &self.ids()[lo..hi],
+            labels: &self.labels()[lo..hi],
             sqnorms: &self.sqnorms()[lo..hi],
             scales: if scales.is_empty() {
                 scales
@@ -502,6 +519,7 @@ mod tests {
     /// Owned data for one block, for building test segments.
     struct OwnedBlock {
         ids: Vec<u64>,
+        labels: Vec<u64>,
         sqnorms: Vec<f32>,
         scales: Vec<f32>,
         f32s: Vec<f32>,
@@ -529,6 +547,7 @@ mod tests {
             }
             let halves: Vec<f16> = originals.iter().map(|&x| f16::from_f32(x)).collect();
             blocks.push(OwnedBlock {
+                labels: ids.iter().map(|i| i / 7).collect(),
                 ids,
                 sqnorms,
                 scales: if dtype == Dtype::I8 {
@@ -554,6 +573,7 @@ mod tests {
             .iter()
             .map(|b| BlockRef {
                 ids: &b.ids,
+                labels: &b.labels,
                 sqnorms: &b.sqnorms,
                 scales: &b.scales,
                 codes: match dtype {
@@ -595,6 +615,7 @@ mod tests {
                 for (b, owned) in blocks.iter().enumerate() {
                     let view = seg.block(b);
                     assert_eq!(view.ids, &owned.ids[..]);
+                    assert_eq!(view.labels, &owned.labels[..]);
                     assert_eq!(view.sqnorms, &owned.sqnorms[..]);
                     assert_eq!(view.scales, &owned.scales[..]);
                     match view.codes {

@@ -1,7 +1,7 @@
 //! The writable segment.
 //!
 //! Appended rows go to an append-only log (`vlog-SEQ.bmlog`, one record per
-//! row: id and the prepared `f32` vector) and, encoded, into in-memory
+//! row: id, label and the prepared `f32` vector) and, encoded, into in-memory
 //! blocks in the same layout as sealed segments, so searches scan both with
 //! the same kernels. Full blocks are frozen behind `Arc`s; a snapshot shares
 //! them and copies only the partial last block, so publishing costs a
@@ -47,6 +47,7 @@ pub(crate) enum CodesBuf {
 #[derive(Clone, Debug)]
 pub(crate) struct GrowBlock {
     ids: Vec<u64>,
+    labels: Vec<u64>,
     sqnorms: Vec<f32>,
     scales: Vec<f32>,
     codes: CodesBuf,
@@ -62,6 +63,7 @@ impl GrowBlock {
         };
         GrowBlock {
             ids: Vec::with_capacity(BLOCK_ROWS),
+            labels: Vec::with_capacity(BLOCK_ROWS),
             sqnorms: Vec::with_capacity(BLOCK_ROWS),
             scales: Vec::new(),
             codes,
@@ -74,7 +76,7 @@ impl GrowBlock {
     }
 
     /// Encodes `v` (already validated and prepared) as the next row.
-    fn push(&mut self, id: u64, v: &[f32], scratch: &mut Scratch) {
+    fn push(&mut self, id: u64, label: u64, v: &[f32], scratch: &mut Scratch) {
         let r = self.ids.len();
         debug_assert!(r < BLOCK_ROWS);
         match &mut self.codes {
@@ -92,12 +94,14 @@ impl GrowBlock {
             }
         }
         self.ids.push(id);
+        self.labels.push(label);
         self.sqnorms.push(v.iter().map(|x| x * x).sum());
     }
 
     pub(crate) fn as_block(&self) -> BlockRef<'_> {
         BlockRef {
             ids: &self.ids,
+            labels: &self.labels,
             sqnorms: &self.sqnorms,
             scales: &self.scales,
             codes: match &self.codes {
@@ -117,9 +121,10 @@ struct Scratch {
     codes: Vec<i8>,
 }
 
-/// The writable segment's rows, encoded into blocks.
+/// Rows encoded into blocks: the writable segment's, or a segment being
+/// rebuilt or compacted.
 #[derive(Debug)]
-struct Rows {
+pub(crate) struct Rows {
     dtype: Dtype,
     dim: usize,
     full: Vec<Arc<GrowBlock>>,
@@ -130,7 +135,20 @@ struct Rows {
 }
 
 impl Rows {
-    fn new(config: &FlatConfig) -> Rows {
+    /// A frozen view of the rows.
+    pub(crate) fn view(&self) -> GrowingView {
+        let mut blocks = self.full.clone();
+        if self.partial.len() > 0 {
+            blocks.push(Arc::new(self.partial.clone()));
+        }
+        GrowingView {
+            blocks,
+            rows: self.count,
+            stats: self.stats,
+        }
+    }
+
+    pub(crate) fn new(config: &FlatConfig) -> Rows {
         Rows {
             dtype: config.dtype,
             dim: config.dim,
@@ -145,8 +163,9 @@ impl Rows {
         }
     }
 
-    fn push(&mut self, id: u64, v: &[f32]) {
-        self.partial.push(id, v, &mut self.scratch);
+    /// Encodes a validated, prepared row.
+    pub(crate) fn push(&mut self, id: u64, label: u64, v: &[f32]) {
+        self.partial.push(id, label, v, &mut self.scratch);
         self.count += 1;
         self.stats.add(
             *self.partial.sqnorms.last().expect("just pushed"),
@@ -159,7 +178,7 @@ impl Rows {
         }
     }
 
-    fn last_id(&self) -> Option<u64> {
+    pub(crate) fn last_id(&self) -> Option<u64> {
         self.partial
             .ids
             .last()
@@ -178,6 +197,9 @@ pub(crate) struct Growing {
     record: Vec<u8>,
 }
 
+/// Bytes of a log record before the vector: id and label.
+const RECORD_HEADER: usize = 16;
+
 fn log_fields(config: &FlatConfig) -> [u8; crate::storage::format::FIELDS_LEN] {
     Fields::default()
         .u8(config.dtype.code())
@@ -190,7 +212,7 @@ fn log_fields(config: &FlatConfig) -> [u8; crate::storage::format::FIELDS_LEN] {
 
 impl Growing {
     fn with(seq: u64, log: RecordLog, rows: Rows) -> Growing {
-        let record = Vec::with_capacity(8 + 4 * rows.dim);
+        let record = Vec::with_capacity(RECORD_HEADER + 4 * rows.dim);
         Growing {
             seq,
             log,
@@ -219,18 +241,22 @@ impl Growing {
         let mut rows = Rows::new(config);
         let mut vector = vec![0.0f32; dim];
         let (log, fields, replay) = RecordLog::open(&path, FileKind::VectorLog, |payload| {
-            if payload.len() != 8 + 4 * dim {
+            if payload.len() != RECORD_HEADER + 4 * dim {
                 return Err(Error::corrupted(
                     &path,
                     format!(
                         "record of {} bytes; rows of dimension {dim} take {}",
                         payload.len(),
-                        8 + 4 * dim
+                        RECORD_HEADER + 4 * dim
                     ),
                 ));
             }
             let id = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-            for (x, b) in vector.iter_mut().zip(payload[8..].chunks_exact(4)) {
+            let label = u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes"));
+            for (x, b) in vector
+                .iter_mut()
+                .zip(payload[RECORD_HEADER..].chunks_exact(4))
+            {
                 *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
             }
             let last = rows.last_id().or(after);
@@ -242,7 +268,7 @@ impl Growing {
                     ),
                 ));
             }
-            rows.push(id, &vector);
+            rows.push(id, label, &vector);
             Ok(())
         })?;
         let mut f = FieldReader::new(&fields);
@@ -262,14 +288,15 @@ impl Growing {
     }
 
     /// Appends a validated, prepared row: to the log (buffered) and to memory.
-    pub(crate) fn append(&mut self, id: u64, v: &[f32]) -> Result<()> {
+    pub(crate) fn append(&mut self, id: u64, label: u64, v: &[f32]) -> Result<()> {
         self.record.clear();
         self.record.extend_from_slice(&id.to_le_bytes());
+        self.record.extend_from_slice(&label.to_le_bytes());
         for x in v {
             self.record.extend_from_slice(&x.to_le_bytes());
         }
         self.log.append(&self.record)?;
-        self.rows.push(id, v);
+        self.rows.push(id, label, v);
         Ok(())
     }
 
@@ -285,15 +312,7 @@ impl Growing {
 
     /// A frozen view for snapshots.
     pub(crate) fn view(&self) -> GrowingView {
-        let mut blocks = self.rows.full.clone();
-        if self.rows.partial.len() > 0 {
-            blocks.push(Arc::new(self.rows.partial.clone()));
-        }
-        GrowingView {
-            blocks,
-            rows: self.rows.count,
-            stats: self.rows.stats,
-        }
+        self.rows.view()
     }
 
     /// Writes buffered log records to the OS.

@@ -24,7 +24,9 @@ pub(crate) struct Manifest {
     pub(crate) dtype: Dtype,
     pub(crate) metric: Metric,
     pub(crate) segment_rows: usize,
-    /// Sequence number of the writable segment (its log is `vlog-{seq}`).
+    /// Sequence number of the writable segment's log (`vlog-{seq}`).
+    pub(crate) growing_seq: u64,
+    /// Next unused sequence number, for new segment files and logs.
     pub(crate) next_seq: u64,
     /// Sealed segments, in id order.
     pub(crate) segments: Vec<SegmentEntry>,
@@ -46,7 +48,8 @@ impl Manifest {
             dtype: config.dtype,
             metric: config.metric,
             segment_rows: config.segment_rows,
-            next_seq: 1,
+            growing_seq: 1,
+            next_seq: 2,
             segments: Vec::new(),
         }
     }
@@ -58,6 +61,13 @@ impl Manifest {
             metric: self.metric,
             segment_rows: self.segment_rows,
         }
+    }
+
+    /// Takes the next unused sequence number.
+    pub(crate) fn allocate_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     pub(crate) fn path(dir: &Path) -> PathBuf {
@@ -83,12 +93,18 @@ impl Manifest {
                 self.dim, self.segment_rows
             ));
         }
+        if self.growing_seq >= self.next_seq {
+            return bad(format!(
+                "writable segment {} is not below next_seq {}",
+                self.growing_seq, self.next_seq
+            ));
+        }
         let mut last: Option<u64> = None;
         for s in &self.segments {
             if s.rows == 0 || s.first_id > s.last_id || last.is_some_and(|l| s.first_id <= l) {
                 return bad(format!("segment {} is out of order or empty", s.seq));
             }
-            if s.seq >= self.next_seq {
+            if s.seq >= self.next_seq || s.seq == self.growing_seq {
                 return bad(format!(
                     "segment {} is not below next_seq {}",
                     s.seq, self.next_seq
@@ -124,7 +140,8 @@ mod tests {
             first_id: 5,
             last_id: 9,
         });
-        m.next_seq = 2;
+        m.growing_seq = 2;
+        m.next_seq = 3;
         m.write(dir.path()).unwrap();
         assert_eq!(Manifest::read(dir.path()).unwrap(), m);
 

@@ -42,7 +42,7 @@ use crate::storage::format::{Fields, FileKind};
 use crate::storage::fs::{remove_durably, remove_stale_temps};
 use crate::storage::log::{RecordLog, Replay};
 use crate::storage::segment::{self, SealedSegment, SegmentMeta};
-use crate::vector::{self, Dtype, Kernels, MAX_DIM, Metric, quant::F16_MAX};
+use crate::vector::{self, BLOCK_ROWS, Dtype, Kernels, MAX_DIM, Metric, quant::F16_MAX};
 
 pub use snapshot::FlatSnapshot;
 
@@ -138,6 +138,40 @@ pub struct OpenReport {
     /// Files removed: stray temporaries, segments the manifest does not
     /// list, logs of already sealed segments.
     pub removed_files: Vec<PathBuf>,
+    /// Files rebuilt by [`FlatIndex::open_with_repair`].
+    pub repaired: Vec<Repair>,
+}
+
+/// What [`FlatIndex::compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Segments rewritten without their deleted rows.
+    pub segments_rewritten: usize,
+    /// Segments removed because every row was deleted.
+    pub segments_dropped: usize,
+    /// Deleted rows whose space was reclaimed.
+    pub rows_removed: usize,
+}
+
+/// A file [`FlatIndex::open_with_repair`] rebuilt, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repair {
+    /// The damaged file.
+    pub path: PathBuf,
+    /// The error opening it gave.
+    pub reason: String,
+}
+
+/// Receives one row from a [`RowSource`]: id, label, vector.
+pub type RowSink<'a> = dyn FnMut(u64, u64, &[f32]) -> Result<()> + 'a;
+
+/// Where [`FlatIndex::open_with_repair`] gets rows to rebuild damaged files
+/// from (the gallery's catalog).
+pub trait RowSource {
+    /// Calls `row(id, label, vector)` for every live row whose id lies in
+    /// `first..=last`, in increasing id order, with the vector as it was
+    /// appended.
+    fn rows(&mut self, first: u64, last: u64, row: &mut RowSink<'_>) -> Result<()>;
 }
 
 /// The writer of a flat index. See the module docs.
@@ -245,7 +279,7 @@ impl FlatIndex {
             ));
         }
         let manifest = Manifest::new(&config);
-        let growing = Growing::create(dir, manifest.next_seq, &config)?;
+        let growing = Growing::create(dir, manifest.growing_seq, &config)?;
         let tombstones = RecordLog::create(
             &dir.join(TOMBSTONES_FILE),
             FileKind::Tombstones,
@@ -266,20 +300,68 @@ impl FlatIndex {
 
     /// Opens the index in `dir`, recovering from any crash (module docs).
     pub fn open(dir: &Path, options: OpenOptions) -> Result<FlatIndex> {
+        FlatIndex::open_inner(dir, options, None)
+    }
+
+    /// [`FlatIndex::open`], rebuilding what is damaged from `source`: a
+    /// sealed segment that is missing, fails its checks or is not the one
+    /// the manifest recorded is rewritten from the source's rows in its id
+    /// range; an unreadable writable-segment log is replaced by an empty
+    /// one (the caller catches up rows above [`FlatIndex::last_id`]). Each
+    /// repair is logged and listed in [`OpenReport::repaired`]. A damaged
+    /// manifest or tombstone log cannot be repaired this way: the error is
+    /// returned and the caller rebuilds the whole index.
+    pub fn open_with_repair(
+        dir: &Path,
+        options: OpenOptions,
+        source: &mut dyn RowSource,
+    ) -> Result<FlatIndex> {
+        FlatIndex::open_inner(dir, options, Some(source))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        options: OpenOptions,
+        mut source: Option<&mut dyn RowSource>,
+    ) -> Result<FlatIndex> {
         let mut report = OpenReport {
             removed_files: remove_stale_temps(dir)?,
             ..OpenReport::default()
         };
-        let manifest = Manifest::read(dir)?;
+        let mut manifest = Manifest::read(dir)?;
         let config = manifest.config();
 
         let mut sealed = Vec::with_capacity(manifest.segments.len());
-        for entry in &manifest.segments {
+        let mut entries = Vec::with_capacity(manifest.segments.len());
+        for entry in manifest.segments.clone() {
             let path = segment::segment_path(dir, entry.seq);
-            let seg = SealedSegment::open(&path, options.verify_checksums)?;
-            check_segment(&path, seg.meta(), entry, &config)?;
+            let opened = SealedSegment::open(&path, options.verify_checksums)
+                .and_then(|seg| check_segment(&path, seg.meta(), &entry, &config).map(|()| seg));
+            let (seg, entry) = match (opened, source.as_deref_mut()) {
+                (Ok(seg), _) => (seg, entry),
+                (Err(e), Some(source)) => {
+                    tracing::warn!(path = %path.display(), reason = %e, "rebuilding segment from its source");
+                    report.repaired.push(Repair {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    });
+                    match rebuild_segment(&path, &config, &entry, source)? {
+                        Some(rebuilt) => rebuilt,
+                        None => {
+                            remove_durably(&path)?;
+                            continue;
+                        }
+                    }
+                }
+                (Err(e), None) => return Err(e),
+            };
             let stats = SegStats::of_sealed(&seg);
             sealed.push((Arc::new(seg), stats));
+            entries.push(entry);
+        }
+        if entries != manifest.segments {
+            manifest.segments = entries;
+            manifest.write(dir)?;
         }
         report.segments = sealed.len();
         report
@@ -287,36 +369,40 @@ impl FlatIndex {
             .extend(remove_unlisted(dir, &manifest)?);
 
         let last_sealed = manifest.segments.last().map(|s| s.last_id);
-        let log_path = dir.join(growing::log_file_name(manifest.next_seq));
-        let growing = if log_path.exists() {
-            let (g, replay) = Growing::open(dir, manifest.next_seq, &config, last_sealed)?;
-            report.replayed_rows = replay.records;
-            report.vector_log = replay;
-            g
-        } else {
+        let seq = manifest.growing_seq;
+        let log_path = dir.join(growing::log_file_name(seq));
+        let growing = if !log_path.exists() {
             // Crash between recording a sealed segment and starting its successor's log.
-            Growing::create(dir, manifest.next_seq, &config)?
+            Growing::create(dir, seq, &config)?
+        } else {
+            match (
+                Growing::open(dir, seq, &config, last_sealed),
+                source.is_some(),
+            ) {
+                (Ok((g, replay)), _) => {
+                    report.replayed_rows = replay.records;
+                    report.vector_log = replay;
+                    g
+                }
+                (Err(e), true) => {
+                    tracing::warn!(path = %log_path.display(), reason = %e, "replacing an unreadable log");
+                    report.repaired.push(Repair {
+                        path: log_path.clone(),
+                        reason: e.to_string(),
+                    });
+                    remove_durably(&log_path)?;
+                    Growing::create(dir, seq, &config)?
+                }
+                (Err(e), false) => return Err(e),
+            }
         };
 
         let mut ids = Vec::new();
         let tomb_path = dir.join(TOMBSTONES_FILE);
-        let (tombstones, replay) = if tomb_path.exists() {
-            let (log, _, replay) = RecordLog::open(&tomb_path, FileKind::Tombstones, |p| {
-                let id: [u8; 8] = p.try_into().map_err(|_| {
-                    Error::corrupted(&tomb_path, format!("tombstone of {} bytes", p.len()))
-                })?;
-                ids.push(u64::from_le_bytes(id));
-                Ok(())
-            })?;
-            (log, replay)
-        } else {
-            let log = RecordLog::create(
-                &tomb_path,
-                FileKind::Tombstones,
-                &Fields::default().finish(),
-            )?;
-            (log, Replay::default())
-        };
+        let (tombstones, _, replay) = RecordLog::open(&tomb_path, FileKind::Tombstones, |p| {
+            ids.push(tombstone_id(&tomb_path, p)?);
+            Ok(())
+        })?;
         report.tombstone_log = replay;
 
         let mut index = FlatIndex::assemble(dir, manifest, sealed, growing, tombstones, report);
@@ -432,28 +518,41 @@ impl FlatIndex {
         }
     }
 
-    /// Appends one row. See [`FlatIndex::append_batch`].
+    /// Appends one row labelled with its own id. See [`FlatIndex::append_labeled`].
     pub fn append(&mut self, id: u64, vector: &[f32]) -> Result<()> {
-        self.append_batch(&[id], vector)
+        self.append_labeled(&[id], &[id], vector)
     }
 
-    /// Appends rows `ids[i]` → `vectors[i*dim..(i+1)*dim]`, all or nothing.
+    /// Appends rows labelled with their own ids. See [`FlatIndex::append_labeled`].
+    pub fn append_batch(&mut self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.append_labeled(ids, ids, vectors)
+    }
+
+    /// Appends rows `ids[i]` → `vectors[i*dim..(i+1)*dim]` with `labels[i]`,
+    /// all or nothing. The label is an opaque value stored with the row and
+    /// returned in its hits (the gallery stores the row's subject).
     ///
     /// Ids must be strictly increasing and above [`FlatIndex::last_id`].
     /// Vectors must have the index's dimension and be finite; cosine and
     /// inner-product indexes refuse zero vectors; `f16` indexes refuse
     /// components beyond ±65504. Nothing is written unless every row is
     /// valid. Buffered: call [`FlatIndex::sync`] for durability.
-    pub fn append_batch(&mut self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+    pub fn append_labeled(&mut self, ids: &[u64], labels: &[u64], vectors: &[f32]) -> Result<()> {
         self.check_writable()?;
         let config = self.config();
+        if labels.len() != ids.len() {
+            return Err(Error::invalid(
+                "labels",
+                format!("{} labels for {} ids", labels.len(), ids.len()),
+            ));
+        }
         if vectors.len() != ids.len() * config.dim {
             return Err(Error::DimensionMismatch {
                 expected: config.dim,
                 got: if ids.is_empty() {
                     vectors.len()
                 } else {
-                    vectors.len() / ids.len().max(1)
+                    vectors.len() / ids.len()
                 },
             });
         }
@@ -470,15 +569,15 @@ impl FlatIndex {
             prepared.extend_from_slice(&buf);
             last = Some(id);
         }
-        let result = self.append_prepared(ids, &prepared);
+        let result = self.append_prepared(ids, labels, &prepared);
         self.publish();
         result
     }
 
-    fn append_prepared(&mut self, ids: &[u64], prepared: &[f32]) -> Result<()> {
+    fn append_prepared(&mut self, ids: &[u64], labels: &[u64], prepared: &[f32]) -> Result<()> {
         let dim = self.config().dim;
-        for (&id, v) in ids.iter().zip(prepared.chunks_exact(dim)) {
-            if let Err(e) = self.growing.append(id, v) {
+        for ((&id, &label), v) in ids.iter().zip(labels).zip(prepared.chunks_exact(dim)) {
+            if let Err(e) = self.growing.append(id, label, v) {
                 return Err(self.fail(e));
             }
             if self.growing.rows() >= self.manifest.segment_rows
@@ -521,6 +620,117 @@ impl FlatIndex {
         };
         Arc::make_mut(&mut self.deleted[s]).insert(row);
         true
+    }
+
+    /// Rewrites every sealed segment whose deleted rows make up at least
+    /// `min_deleted_fraction` of it (0: any deletion at all) without those
+    /// rows, reclaiming their space.
+    ///
+    /// Steps, each crash-safe: new segment files (unlisted until 2), the
+    /// manifest that swaps them in, a tombstone log holding only ids still
+    /// stored, removal of the old files. Searches keep running on their
+    /// snapshots; writes wait for the compaction to finish.
+    pub fn compact(&mut self, min_deleted_fraction: f64) -> Result<CompactReport> {
+        self.check_writable()?;
+        let result = self.compact_inner(min_deleted_fraction);
+        match result {
+            Ok(report) => Ok(report),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn compact_inner(&mut self, min_deleted_fraction: f64) -> Result<CompactReport> {
+        let config = self.config();
+        let mut manifest = self.manifest.clone();
+        let mut report = CompactReport::default();
+        let mut sealed = Vec::with_capacity(self.sealed.len());
+        let mut deleted = Vec::with_capacity(self.deleted.len());
+        let mut entries = Vec::with_capacity(self.sealed.len());
+        let mut retired = Vec::new();
+        let mut original = vec![0.0f32; config.dim];
+        for (i, ((seg, stats), dead)) in self.sealed.iter().zip(&self.deleted).enumerate() {
+            let entry = self.manifest.segments[i];
+            let rows = seg.meta().rows;
+            if dead.count() == 0 || (dead.count() as f64) < min_deleted_fraction * rows as f64 {
+                sealed.push((Arc::clone(seg), *stats));
+                deleted.push(Arc::clone(dead));
+                entries.push(entry);
+                continue;
+            }
+            let mut live = growing::Rows::new(&config);
+            for b in 0..seg.block_count() {
+                let block = seg.block(b);
+                for r in 0..block.len() {
+                    if !dead.contains(b * BLOCK_ROWS + r) {
+                        // Stored vectors are already prepared: re-encoding
+                        // them reproduces the same codes.
+                        block.original(r, &mut original);
+                        live.push(block.ids[r], block.labels[r], &original);
+                    }
+                }
+            }
+            report.rows_removed += dead.count();
+            retired.push(segment::segment_path(&self.dir, entry.seq));
+            let Some(last_id) = live.last_id() else {
+                report.segments_dropped += 1;
+                continue;
+            };
+            let view = live.view();
+            let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
+            let meta = SegmentMeta {
+                dtype: config.dtype,
+                metric: config.metric,
+                dim: config.dim,
+                rows: view.rows(),
+                first_id: blocks[0].ids[0],
+                last_id,
+            };
+            let seq = manifest.allocate_seq();
+            let path = segment::segment_path(&self.dir, seq);
+            segment::write_segment(&path, &meta, &blocks)?;
+            sealed.push((Arc::new(SealedSegment::open(&path, false)?), view.stats));
+            deleted.push(Arc::new(DeleteSet::default()));
+            entries.push(SegmentEntry {
+                seq,
+                rows: meta.rows,
+                first_id: meta.first_id,
+                last_id,
+            });
+            report.segments_rewritten += 1;
+        }
+        if retired.is_empty() {
+            return Ok(report);
+        }
+        manifest.segments = entries;
+        manifest.write(&self.dir)?;
+        self.manifest = manifest;
+
+        // Tombstones still needed: deleted rows of the kept segments and of
+        // the writable segment.
+        deleted.push(Arc::clone(
+            self.deleted.last().expect("writable segment's set"),
+        ));
+        self.sealed = sealed;
+        self.deleted = deleted;
+        self.publish();
+        let snap = self.snapshot();
+        let mut ids = Vec::new();
+        for seg in &snap.segments {
+            for row in seg.deleted.rows() {
+                ids.push(seg.data.block(row / BLOCK_ROWS).ids[row % BLOCK_ROWS].to_le_bytes());
+            }
+        }
+        let path = self.dir.join(TOMBSTONES_FILE);
+        self.tombstones = RecordLog::rewrite(
+            &path,
+            FileKind::Tombstones,
+            &Fields::default().finish(),
+            ids.iter().map(|id| &id[..]),
+        )?;
+        for path in retired {
+            remove_durably(&path)?;
+        }
+        Ok(report)
     }
 
     /// Seals the writable segment now if it holds any rows.
@@ -596,10 +806,10 @@ impl FlatIndex {
             first_id,
             last_id,
         });
-        manifest.next_seq = seq + 1;
+        manifest.growing_seq = manifest.allocate_seq();
         manifest.write(&self.dir)?;
+        let next = Growing::create(&self.dir, manifest.growing_seq, &config)?;
         self.manifest = manifest;
-        let next = Growing::create(&self.dir, seq + 1, &config)?;
         let old = std::mem::replace(&mut self.growing, next);
         remove_durably(&old.log_path())?;
         let stats = view.stats;
@@ -671,8 +881,11 @@ fn check_segment(
     Ok(())
 }
 
-/// Removes segment files the manifest does not list and logs of sealed
-/// segments (leftovers of a crash during sealing).
+/// Removes what an interrupted seal or compaction leaves: segment files
+/// the manifest does not list (whatever their number: a compaction
+/// allocates numbers before the manifest records them) and logs of sealed
+/// segments. A log numbered above the writable segment's cannot come from
+/// a crash and is reported as corruption.
 fn remove_unlisted(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -684,26 +897,81 @@ fn remove_unlisted(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>> {
         let stale = if let Some(seq) = segment::parse_segment_file_name(name) {
             !manifest.segments.iter().any(|s| s.seq == seq)
         } else if let Some(seq) = growing::parse_log_file_name(name) {
-            if seq > manifest.next_seq {
+            if seq > manifest.growing_seq {
                 return Err(Error::corrupted(
                     &path,
                     format!(
-                        "log of segment {seq} is newer than the manifest's {}",
-                        manifest.next_seq
+                        "log {seq} is newer than the writable segment's ({})",
+                        manifest.growing_seq
                     ),
                 ));
             }
-            seq < manifest.next_seq
+            seq < manifest.growing_seq
         } else {
             false
         };
         if stale {
-            tracing::info!(path = %path.display(), "removing file left by an interrupted seal");
+            tracing::info!(path = %path.display(), "removing a file left by an interrupted seal or compaction");
             remove_durably(&path)?;
             removed.push(path);
         }
     }
     Ok(removed)
+}
+
+/// Decodes a tombstone record (the deleted id).
+fn tombstone_id(path: &Path, payload: &[u8]) -> Result<u64> {
+    let id: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| Error::corrupted(path, format!("tombstone of {} bytes", payload.len())))?;
+    Ok(u64::from_le_bytes(id))
+}
+
+/// Rewrites segment `entry` from `source`: the source's rows in the entry's
+/// id range, prepared again. `None` if the source has no such rows.
+fn rebuild_segment(
+    path: &Path,
+    config: &FlatConfig,
+    entry: &SegmentEntry,
+    source: &mut dyn RowSource,
+) -> Result<Option<(SealedSegment, SegmentEntry)>> {
+    let mut rows = growing::Rows::new(config);
+    let mut buf = Vec::with_capacity(config.dim);
+    source.rows(entry.first_id, entry.last_id, &mut |id, label, v| {
+        if rows.last_id().is_some_and(|l| id <= l)
+            || !(entry.first_id..=entry.last_id).contains(&id)
+        {
+            return Err(Error::invalid(
+                "source",
+                format!("row {id} out of order or outside the requested range"),
+            ));
+        }
+        prepare(config, v, &mut buf, true)?;
+        rows.push(id, label, &buf);
+        Ok(())
+    })?;
+    let Some(last_id) = rows.last_id() else {
+        return Ok(None);
+    };
+    let view = rows.view();
+    let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
+    let meta = SegmentMeta {
+        dtype: config.dtype,
+        metric: config.metric,
+        dim: config.dim,
+        rows: view.rows(),
+        first_id: blocks[0].ids[0],
+        last_id,
+    };
+    segment::write_segment(path, &meta, &blocks)?;
+    let seg = SealedSegment::open(path, false)?;
+    let entry = SegmentEntry {
+        seq: entry.seq,
+        rows: meta.rows,
+        first_id: meta.first_id,
+        last_id,
+    };
+    Ok(Some((seg, entry)))
 }
 
 #[cfg(test)]

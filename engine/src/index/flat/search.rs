@@ -282,6 +282,7 @@ fn from_order_bits(b: u32) -> f32 {
 struct Candidate {
     key: f32,
     id: u64,
+    label: u64,
     seg: u32,
     row: u32,
 }
@@ -291,6 +292,7 @@ impl Candidate {
         Scored {
             key: self.key,
             id: self.id,
+            label: self.label,
         }
     }
 }
@@ -442,6 +444,7 @@ impl Collector {
                 let c = Candidate {
                     key: self.keys[q * BLOCK_ROWS + r],
                     id: block.ids[r],
+                    label: block.labels[r],
                     seg: s as u32,
                     row: (b * BLOCK_ROWS + r) as u32,
                 };
@@ -614,18 +617,14 @@ impl FlatSnapshot {
         mode: Mode,
         exact: bool,
     ) -> Vec<Hit> {
-        let hit = |key: f32, id: u64| Hit {
-            id,
-            score: self.config.metric_key_to_score(key),
+        let hit = |s: Scored| Hit {
+            id: s.id,
+            label: s.label,
+            score: self.config.metric_key_to_score(s.key),
         };
         let mut candidates = state.candidates;
         match mode {
-            Mode::TopK(_) if exact => state
-                .top
-                .into_sorted()
-                .into_iter()
-                .map(|s| hit(s.key, s.id))
-                .collect(),
+            Mode::TopK(_) if exact => state.top.into_sorted().into_iter().map(hit).collect(),
             Mode::TopK(k) => {
                 if let Some(floor) = state.top.floor() {
                     let admit = floor - slack(floor, 2.0 * p.margins[q]);
@@ -636,10 +635,7 @@ impl FlatSnapshot {
                 for c in &candidates {
                     top.push(c.scored());
                 }
-                top.into_sorted()
-                    .into_iter()
-                    .map(|s| hit(s.key, s.id))
-                    .collect()
+                top.into_sorted().into_iter().map(hit).collect()
             }
             Mode::Threshold(t) => {
                 if !exact {
@@ -647,7 +643,7 @@ impl FlatSnapshot {
                     candidates.retain(|c| c.key >= t);
                 }
                 ranked(&mut candidates);
-                candidates.into_iter().map(|c| hit(c.key, c.id)).collect()
+                candidates.iter().map(|c| hit(c.scored())).collect()
             }
         }
     }

@@ -72,6 +72,15 @@ impl DeleteSet {
     pub(crate) fn count(&self) -> usize {
         self.count
     }
+
+    /// Deleted row positions, increasing.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
 }
 
 /// The rows of one segment in a snapshot.
@@ -199,15 +208,31 @@ impl FlatSnapshot {
         Some(out)
     }
 
-    /// Exact score of `query` against live row `id`, as a search would report it.
-    pub fn score(&self, query: &[f32], id: u64) -> crate::Result<Option<Hit>> {
+    /// The label of a live row.
+    pub fn label(&self, id: u64) -> Option<u64> {
+        let (s, row) = self.locate(id)?;
+        Some(self.segments[s].data.block(row / BLOCK_ROWS).labels[row % BLOCK_ROWS])
+    }
+
+    /// Exact scores of `query` against live rows `ids`, as a search would
+    /// report them; `None` for ids that are not live rows.
+    pub fn score(&self, query: &[f32], ids: &[u64]) -> crate::Result<Vec<Option<Hit>>> {
         let prepared = super::search::Prepared::new(self, query, 1)?;
-        Ok(self.locate(id).map(|(s, row)| {
-            let key = prepared.rescore(self, 0, &[(s, row)])[0];
-            Hit {
-                id,
-                score: self.config.metric_key_to_score(key),
-            }
-        }))
+        let located: Vec<Option<(usize, usize)>> = ids.iter().map(|&id| self.locate(id)).collect();
+        let rows: Vec<(usize, usize)> = located.iter().flatten().copied().collect();
+        let mut keys = prepared.rescore(self, 0, &rows).into_iter();
+        Ok(ids
+            .iter()
+            .zip(located)
+            .map(|(&id, at)| {
+                at.map(|(s, row)| Hit {
+                    id,
+                    label: self.segments[s].data.block(row / BLOCK_ROWS).labels[row % BLOCK_ROWS],
+                    score: self
+                        .config
+                        .metric_key_to_score(keys.next().expect("one key per row")),
+                })
+            })
+            .collect())
     }
 }

@@ -71,6 +71,7 @@ fn brute_force(metric: Metric, rows: &[(u64, Vec<f32>)], query: &[f32], k: usize
         .take(k)
         .map(|(key, id)| Hit {
             id,
+            label: id,
             score: if metric == Metric::L2 { -key } else { key },
         })
         .collect()
@@ -577,7 +578,7 @@ fn leftovers_of_an_interrupted_seal_are_cleaned_up() {
     let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
     assert_eq!(index.open_report().removed_files.len(), 3);
     assert_eq!(index.len(), 500);
-    assert!(!segment::segment_path(dir.path(), 9).exists());
+    assert!(!segment::segment_path(dir.path(), 3).exists());
 
     // A missing writable-segment log (crash right after the manifest
     // update) is recreated empty.
@@ -699,6 +700,7 @@ fn version_1_fixtures_open_and_answer_exactly() {
             assert!(!snap.contains(id));
         }
         for (id, v) in &rows {
+            assert_eq!(snap.label(*id), Some(id / 7), "{dtype} row {id}");
             let got = snap.get(*id).unwrap();
             let want = stored(metric, v);
             assert!(
@@ -718,4 +720,308 @@ fn version_1_fixtures_open_and_answer_exactly() {
             );
         }
     }
+}
+
+#[test]
+fn a_log_from_the_future_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sealed_index(dir.path()));
+    let current = dir.path().join(growing::log_file_name(3));
+    std::fs::copy(&current, dir.path().join(growing::log_file_name(99))).unwrap();
+    let e = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("newer than the writable segment"),
+        "{e}"
+    );
+}
+
+#[test]
+fn labels_are_stored_and_returned_with_hits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(101);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FlatConfig::new(8, dtype, Metric::Cosine).with_segment_rows(150);
+        let mut index = FlatIndex::create(dir.path(), config).unwrap();
+        let ids: Vec<u64> = (0..400).collect();
+        let labels: Vec<u64> = ids.iter().map(|i| 1_000_000 + i / 3).collect();
+        let data = gaussian(&mut rng, 400, 8);
+        index.append_labeled(&ids, &labels, &data).unwrap();
+        assert!(matches!(
+            index.append_labeled(&[400], &[], &data[..8]),
+            Err(Error::InvalidArgument { name: "labels", .. })
+        ));
+        index.sync().unwrap();
+        for index in [
+            index,
+            FlatIndex::open(dir.path(), OpenOptions::default()).unwrap(),
+        ] {
+            let snap = index.snapshot();
+            for h in snap.search_threshold(&data[..8], -1.0).unwrap() {
+                assert_eq!(h.label, 1_000_000 + h.id / 3, "{dtype}");
+            }
+            assert_eq!(snap.label(7), Some(1_000_002));
+            let scored = snap.score(&data[..8], &[0, 7, 9999]).unwrap();
+            assert_eq!(scored[1].unwrap().label, 1_000_002);
+            assert!(scored[2].is_none());
+            let top = snap.search(&data[..8], 1).unwrap()[0];
+            assert_eq!(
+                (top.id, top.score.to_bits()),
+                (0, scored[0].unwrap().score.to_bits())
+            );
+        }
+    }
+}
+
+#[test]
+fn compaction_reclaims_deleted_rows_and_keeps_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(111);
+    let dim = 16;
+    let data = gaussian(&mut rng, 1000, dim);
+    let queries = gaussian(&mut rng, 6, dim);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FlatConfig::new(dim, dtype, Metric::Cosine).with_segment_rows(256);
+        let mut index = build(dir.path(), config, &data, 1);
+        // Every row of the first segment, every third row elsewhere
+        // (sealed and writable segments).
+        let doomed: Vec<u64> = (0..1000u64)
+            .filter(|i| *i < 256 || i % 3 == 0)
+            .map(|i| 1 + 2 * i)
+            .collect();
+        for &id in &doomed {
+            index.delete(id).unwrap();
+        }
+        let before = index.snapshot().search_batch(&queries, 50).unwrap();
+        let old_files: Vec<_> = (1..=3)
+            .map(|seq| segment::segment_path(dir.path(), seq))
+            .collect();
+        assert!(old_files.iter().all(|p| p.exists()));
+
+        // A high bar only takes the fully deleted segment...
+        let report = index.compact(0.9).unwrap();
+        assert_eq!(
+            (
+                report.segments_dropped,
+                report.segments_rewritten,
+                report.rows_removed
+            ),
+            (1, 0, 256),
+            "{dtype}"
+        );
+        // ...and no bar the other two sealed ones.
+        let report = index.compact(0.0).unwrap();
+        assert_eq!(
+            (report.segments_dropped, report.segments_rewritten),
+            (0, 2),
+            "{dtype}"
+        );
+        let in_sealed = doomed.iter().filter(|&&id| id < 1 + 2 * 768).count();
+        assert_eq!(256 + report.rows_removed, in_sealed);
+        assert!(
+            old_files.iter().all(|p| !p.exists()),
+            "old segment files removed"
+        );
+        let snap = index.snapshot();
+        assert_eq!(
+            snap.deleted(),
+            doomed.len() - in_sealed,
+            "only the writable segment's deletions remain"
+        );
+        assert_eq!(snap.search_batch(&queries, 50).unwrap(), before);
+
+        // The compacted state survives a reopen, tombstones included.
+        index.sync().unwrap();
+        drop(index);
+        let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+        assert_eq!(index.open_report().unknown_tombstones, 0);
+        assert_eq!(index.len(), 1000 - doomed.len());
+        assert_eq!(index.snapshot().search_batch(&queries, 50).unwrap(), before);
+    }
+}
+
+#[test]
+fn an_interrupted_compaction_leaves_a_consistent_index() {
+    let mut rng = ChaCha8Rng::seed_from_u64(121);
+    let data = gaussian(&mut rng, 600, 8);
+    let config = FlatConfig::new(8, Dtype::I8, Metric::Cosine).with_segment_rows(200);
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = build(dir.path(), config, &data, 1);
+    for id in [1, 3, 5, 401, 403] {
+        index.delete(id).unwrap();
+    }
+    index.sync().unwrap();
+    let want = index.snapshot().search_threshold(&data[..8], -1.0).unwrap();
+    let manifest_before = std::fs::read(dir.path().join("index.bmman")).unwrap();
+    let tombstones_before = std::fs::read(dir.path().join(TOMBSTONES_FILE)).unwrap();
+    index.compact(0.0).unwrap();
+    let seg_after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".bmseg"))
+        .collect();
+    drop(index);
+
+    // Crash before the manifest switch: the new segment files exist but are
+    // unlisted, the old ones still listed.
+    let scratch = tempfile::tempdir().unwrap();
+    for p in &seg_after {
+        std::fs::copy(p, scratch.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("index.bmman"), &manifest_before).unwrap();
+    std::fs::write(dir.path().join(TOMBSTONES_FILE), &tombstones_before).unwrap();
+    // Restore the old segment files from a fresh build of the same data.
+    let rebuilt = tempfile::tempdir().unwrap();
+    let mut again = build(rebuilt.path(), config, &data, 1);
+    again.sync().unwrap();
+    drop(again);
+    for seq in [1, 2] {
+        std::fs::copy(
+            segment::segment_path(rebuilt.path(), seq),
+            segment::segment_path(dir.path(), seq),
+        )
+        .unwrap();
+    }
+    let index = FlatIndex::open(dir.path(), OpenOptions::default()).unwrap();
+    assert!(
+        !index.open_report().removed_files.is_empty(),
+        "unlisted compacted files removed"
+    );
+    assert_eq!(
+        index.snapshot().search_threshold(&data[..8], -1.0).unwrap(),
+        want
+    );
+    drop(index);
+
+    // Crash after the manifest switch, before the tombstone rewrite: the
+    // old tombstones name rows that are gone, which is harmless.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut index = build(dir2.path(), config, &data, 1);
+    for id in [1, 3, 5, 401, 403] {
+        index.delete(id).unwrap();
+    }
+    index.sync().unwrap();
+    let old_tombstones = std::fs::read(dir2.path().join(TOMBSTONES_FILE)).unwrap();
+    index.compact(0.0).unwrap();
+    drop(index);
+    std::fs::write(dir2.path().join(TOMBSTONES_FILE), &old_tombstones).unwrap();
+    let index = FlatIndex::open(dir2.path(), OpenOptions::default()).unwrap();
+    // All five deleted rows were in compacted segments (ids 401 and 403 are
+    // rows 200 and 201, in segment 2).
+    assert_eq!(index.open_report().unknown_tombstones, 5);
+    assert_eq!(
+        index.snapshot().search_threshold(&data[..8], -1.0).unwrap(),
+        want
+    );
+}
+
+/// Rows by id, as a catalog would hold them: (label, vector).
+struct MapSource(std::collections::BTreeMap<u64, (u64, Vec<f32>)>);
+
+impl RowSource for MapSource {
+    fn rows(&mut self, first: u64, last: u64, row: &mut RowSink<'_>) -> Result<()> {
+        for (&id, (label, v)) in self.0.range(first..=last) {
+            row(id, *label, v)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn damaged_files_are_rebuilt_from_the_source() {
+    let mut rng = ChaCha8Rng::seed_from_u64(131);
+    let dim = 12;
+    let data = gaussian(&mut rng, 700, dim);
+    for dtype in Dtype::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FlatConfig::new(dim, dtype, Metric::L2).with_segment_rows(200);
+        let mut index = build(dir.path(), config, &data, 1);
+        for id in [3, 5, 601] {
+            index.delete(id).unwrap();
+        }
+        index.sync().unwrap();
+        let want = index
+            .snapshot()
+            .search_threshold(&data[..dim], 1e9)
+            .unwrap();
+        drop(index);
+        let mut source = MapSource(
+            (0..700u64)
+                .map(|i| {
+                    (
+                        1 + 2 * i,
+                        (
+                            1 + 2 * i,
+                            data[i as usize * dim..(i as usize + 1) * dim].to_vec(),
+                        ),
+                    )
+                })
+                .filter(|(id, _)| ![3, 5, 601].contains(id))
+                .collect(),
+        );
+
+        // Flip a bit in segment 1, delete segment 2, garble the log's header.
+        let seg1 = segment::segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&seg1).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&seg1, &bytes).unwrap();
+        std::fs::remove_file(segment::segment_path(dir.path(), 2)).unwrap();
+        let log = dir.path().join(growing::log_file_name(4));
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[0] = b'X';
+        std::fs::write(&log, &bytes).unwrap();
+
+        assert!(
+            FlatIndex::open(dir.path(), OpenOptions::default()).is_err(),
+            "plain open refuses damage"
+        );
+        let index =
+            FlatIndex::open_with_repair(dir.path(), OpenOptions::default(), &mut source).unwrap();
+        let repaired: Vec<_> = index
+            .open_report()
+            .repaired
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        assert_eq!(
+            repaired,
+            vec![seg1.clone(), segment::segment_path(dir.path(), 2), log],
+            "{dtype}"
+        );
+        // The writable segment's rows are gone with its log; the sealed ones are back.
+        assert_eq!(index.last_id(), Some(1 + 2 * 599));
+        let got = index
+            .snapshot()
+            .search_threshold(&data[..dim], 1e9)
+            .unwrap();
+        let expect: Vec<Hit> = want
+            .iter()
+            .copied()
+            .filter(|h| h.id <= 1 + 2 * 599)
+            .collect();
+        assert_eq!(got, expect, "{dtype}");
+        drop(index);
+        // Repaired files are plain valid files afterwards.
+        assert!(FlatIndex::open(dir.path(), OpenOptions::default()).is_ok());
+    }
+}
+
+#[test]
+fn manifest_and_tombstone_damage_need_a_full_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sealed_index(dir.path()));
+    let mut source = MapSource(Default::default());
+    for file in ["index.bmman", TOMBSTONES_FILE] {
+        let path = dir.path().join(file);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[3] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(
+            FlatIndex::open_with_repair(dir.path(), OpenOptions::default(), &mut source).is_err(),
+            "{file}"
+        );
+        std::fs::write(&path, &good).unwrap();
+    }
+    assert!(FlatIndex::open(dir.path(), OpenOptions::default()).is_ok());
 }
