@@ -1,7 +1,8 @@
 //! Append-only record logs with a checksum per record.
 //!
 //! ```text
-//! header (64 bytes, see super::format)
+//! header (64 bytes, see super::format; its last 8 bytes are the xxh3-64
+//!         of the first 56, so the header is checked like the records)
 //! record*: payload length (u32 LE) | checksum (u32 LE) | payload
 //! ```
 //!
@@ -21,6 +22,24 @@ use crate::error::{Error, IoContext, Result};
 
 /// Largest accepted record payload (guards replay against a garbage length).
 pub const MAX_RECORD: usize = 64 << 20;
+
+/// Header fields a log may use; the last 8 bytes of the header hold its checksum.
+pub const LOG_FIELDS_LEN: usize = FIELDS_LEN - 8;
+
+/// A log header: the common header with a checksum in its last 8 bytes.
+///
+/// # Panics
+/// If `fields` uses its last 8 bytes (they belong to the checksum).
+fn log_header(kind: FileKind, fields: &[u8; FIELDS_LEN]) -> [u8; HEADER_LEN] {
+    assert!(
+        fields[LOG_FIELDS_LEN..].iter().all(|&b| b == 0),
+        "log header fields too long"
+    );
+    let mut header = format::encode_header(kind, fields);
+    let sum = format::checksum(&header[..HEADER_LEN - 8]);
+    header[HEADER_LEN - 8..].copy_from_slice(&sum.to_le_bytes());
+    header
+}
 
 /// An open log, positioned for appends.
 #[derive(Debug)]
@@ -49,8 +68,7 @@ impl RecordLog {
             .create_new(true)
             .open(path)
             .at(path)?;
-        file.write_all(&format::encode_header(kind, fields))
-            .at(path)?;
+        file.write_all(&log_header(kind, fields)).at(path)?;
         file.sync_all().at(path)?;
         super::fs::fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
         Ok(RecordLog {
@@ -84,6 +102,10 @@ impl RecordLog {
             }
         })?;
         let fields = format::decode_header(&header, kind, path)?;
+        let stored = u64::from_le_bytes(header[HEADER_LEN - 8..].try_into().expect("8 bytes"));
+        if stored != format::checksum(&header[..HEADER_LEN - 8]) {
+            return Err(Error::corrupted(path, "log header fails its checksum"));
+        }
 
         let mut good = HEADER_LEN as u64;
         let mut replay = Replay::default();
@@ -146,7 +168,7 @@ impl RecordLog {
         records: impl IntoIterator<Item = &'r [u8]>,
     ) -> Result<RecordLog> {
         let mut file = super::fs::AtomicFile::create(path)?;
-        file.write_all(&format::encode_header(kind, fields))?;
+        file.write_all(&log_header(kind, fields))?;
         for payload in records {
             assert!(payload.len() <= MAX_RECORD, "record too large");
             let len = (payload.len() as u32).to_le_bytes();
@@ -311,6 +333,24 @@ mod tests {
             replay(&path).0,
             vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
         );
+    }
+
+    #[test]
+    fn every_header_byte_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let fields = Fields::default().u32(7).finish();
+        drop(RecordLog::create(&path, FileKind::Tombstones, &fields).unwrap());
+        let good = std::fs::read(&path).unwrap();
+        for byte in 0..HEADER_LEN {
+            let mut bad = good.clone();
+            bad[byte] ^= 0x04;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(
+                RecordLog::open(&path, FileKind::Tombstones, |_| Ok(())).is_err(),
+                "byte {byte}"
+            );
+        }
     }
 
     #[test]
