@@ -102,6 +102,47 @@ pub enum Error {
         reason: String,
     },
 
+    /// A subject with this external id is already enrolled.
+    #[error("subject `{subject}` is already enrolled")]
+    SubjectExists {
+        /// External subject id.
+        subject: String,
+    },
+
+    /// No subject with this external id is enrolled.
+    #[error("unknown subject `{subject}`")]
+    UnknownSubject {
+        /// External subject id.
+        subject: String,
+    },
+
+    /// No collection has this name.
+    #[error("unknown collection `{name}`")]
+    UnknownCollection {
+        /// Collection name.
+        name: String,
+    },
+
+    /// A collection exists with another definition, or the embedding space
+    /// already has a collection under another name.
+    #[error("collection `{name}` conflicts with the catalog: {reason}")]
+    CollectionConflict {
+        /// Collection name.
+        name: String,
+        /// What differs.
+        reason: String,
+    },
+
+    /// The SQLite catalog reported an error.
+    #[error("catalog {path}: {source}", path = path.display())]
+    Catalog {
+        /// Catalog database file.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
     /// An index was opened with settings that differ from those it was created with.
     #[error("index at {path} was created with {field} = {stored}, but {requested} was requested", path = path.display())]
     ConfigMismatch {

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod gallery;
 pub mod index;
 pub mod storage;
 pub mod vector;

@@ -6,6 +6,7 @@
 //! damage is reported as [`crate::Error::Corrupted`] with the path, never
 //! read as data.
 
+pub mod catalog;
 pub mod format;
 pub mod fs;
 pub mod log;

@@ -298,6 +298,11 @@ impl FlatIndex {
         ))
     }
 
+    /// Whether `dir` holds an index (its manifest exists).
+    pub fn exists(dir: &Path) -> bool {
+        Manifest::path(dir).exists()
+    }
+
     /// Opens the index in `dir`, recovering from any crash (module docs).
     pub fn open(dir: &Path, options: OpenOptions) -> Result<FlatIndex> {
         FlatIndex::open_inner(dir, options, None)

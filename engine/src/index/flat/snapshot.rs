@@ -194,6 +194,29 @@ impl FlatSnapshot {
         (!seg.deleted.contains(row)).then_some((s, row))
     }
 
+    /// Live row ids, increasing.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segments.iter().flat_map(|seg| {
+            (0..seg.data.block_count()).flat_map(move |b| {
+                let block = seg.data.block(b);
+                (0..block.len())
+                    .filter(move |&r| !seg.deleted.contains(b * BLOCK_ROWS + r))
+                    .map(move |r| block.ids[r])
+            })
+        })
+    }
+
+    /// Whether the index stores row `id` at all, live or tombstoned (a
+    /// tombstoned row is stored until compaction removes it).
+    pub fn stores(&self, id: u64) -> bool {
+        let s = self
+            .segments
+            .partition_point(|seg| seg.data.last_id().is_some_and(|l| l < id));
+        self.segments
+            .get(s)
+            .is_some_and(|seg| seg.data.locate(id).is_some())
+    }
+
     /// Whether `id` is a live row.
     pub fn contains(&self, id: u64) -> bool {
         self.locate(id).is_some()
