@@ -1,8 +1,11 @@
 //! Helpers for biomatch's end-to-end tests: find the real `biomatch`
 //! binary, start it on an ephemeral port with a temporary data directory,
-//! talk to it over HTTP, stop it with a signal.
+//! talk to it over HTTP, stop it with a signal; and what the gallery crash
+//! test's child process writes ([`crash`]).
 
 #![deny(missing_docs)]
+
+pub mod crash;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,19 +21,28 @@ use anyhow::{Context, Result, anyhow, bail};
 /// executable (`target/<profile>/biomatch`), which `scripts/test` builds
 /// before running the tests.
 pub fn biomatch_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("BIOMATCH_BIN") {
-        return PathBuf::from(bin);
+    match std::env::var_os("BIOMATCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => built_bin("biomatch"),
     }
+}
+
+/// Path of a binary of this workspace built next to the test executable
+/// (`target/<profile>/<name>`).
+///
+/// # Panics
+/// If it has not been built (`scripts/test` builds every binary first).
+pub fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/biomatch
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join(format!("biomatch{}", std::env::consts::EXE_SUFFIX)))
+        .map(|p| p.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
         .expect("target directory");
     assert!(
         bin.exists(),
-        "{} not found: build it first (`cargo build -p biomatch-server`; scripts/test does) or set BIOMATCH_BIN",
+        "{} not found: build it first (`cargo build --workspace --bins`; scripts/test does)",
         bin.display()
     );
     bin

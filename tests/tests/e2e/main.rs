@@ -2,5 +2,7 @@
 //! command line, plus cross-crate measurements (recall of compact indexes).
 
 mod bench_cli;
+mod corruption;
+mod crash;
 mod recall;
 mod server;
