@@ -312,6 +312,9 @@ impl Gallery {
     /// zero for cosine and inner product), a subject id already enrolled or
     /// repeated in the batch ([`Error::SubjectExists`]).
     pub fn enroll_batch(&self, batch: &[Enrollment], actor: &str) -> Result<Vec<EnrollReceipt>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut writer = self.lock()?;
         let rows: Vec<(String, Vec<NewTemplate>)> = batch
             .iter()

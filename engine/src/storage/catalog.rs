@@ -234,6 +234,12 @@ impl Catalog {
     }
 
     fn configure(&mut self) -> Result<()> {
+        // Before the first table exists (later it cannot change in WAL
+        // mode): a 512-dimension template is a 2 KiB blob, and 4 KiB pages
+        // would hold one such row each, half empty; 16 KiB pages hold seven.
+        self.conn
+            .execute_batch("PRAGMA page_size = 16384")
+            .map_err(|e| self.err(e))?;
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
