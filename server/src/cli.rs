@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::bench::{self, FlatArgs};
+use crate::bench::{self, flat::FlatArgs, gallery::GalleryArgs};
 use crate::config::{Config, Overrides};
 
 /// biomatch: biometric matching engine and server.
@@ -42,6 +42,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Exact (flat) index: single-query latency and batched throughput.
     Flat(FlatArgs),
+    /// Durable gallery: enrollments per second, open times, identify under writes.
+    Gallery(GalleryArgs),
 }
 
 /// Runs a parsed command line.
@@ -57,11 +59,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             which: BenchCommand::Flat(args),
         } => {
-            let report = bench::run_flat(&args)?;
+            let report = bench::flat::run(&args)?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                bench::print_table(&report);
+                bench::flat::print_table(&report);
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Gallery(args),
+        } => {
+            let report = bench::gallery::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::gallery::print_table(&report);
             }
             Ok(())
         }

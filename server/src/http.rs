@@ -1,9 +1,11 @@
 //! The HTTP API.
 //!
 //! This release serves `GET /health`; the enrollment and search endpoints
-//! arrive with the gallery. [`app`] builds the router so tests can drive it
-//! in-process; [`serve`] binds a socket and shuts down gracefully on SIGINT
-//! or SIGTERM, letting in-flight requests finish.
+//! arrive with the API issue. [`serve`] opens the gallery in
+//! `storage.data_dir` (catalog and indexes, reconciled), binds the socket,
+//! and on SIGINT or SIGTERM lets in-flight requests finish, then makes the
+//! gallery's index writes durable before exiting. [`app`] builds the router
+//! so tests can drive it in-process.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use biomatch_engine::gallery::{Gallery, GalleryCounts, GalleryOptions};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -26,15 +29,17 @@ pub struct AppState {
 struct Inner {
     started: Instant,
     simd_backend: &'static str,
+    gallery: Arc<Gallery>,
 }
 
 impl AppState {
-    /// State for a server using the given SIMD backend name.
-    pub fn new(simd_backend: &'static str) -> AppState {
+    /// State for a server on `gallery` using the given SIMD backend name.
+    pub fn new(gallery: Arc<Gallery>, simd_backend: &'static str) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 simd_backend,
+                gallery,
             }),
         }
     }
@@ -58,6 +63,8 @@ pub struct Health {
     pub simd_backend: &'static str,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// Enrolled subjects and templates per collection.
+    pub gallery: GalleryCounts,
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -66,6 +73,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         simd_backend: state.inner.simd_backend,
         uptime_s: state.inner.started.elapsed().as_secs(),
+        gallery: state.inner.gallery.counts(),
     })
 }
 
@@ -75,19 +83,47 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// socket is bound (with the real port when the configured port is 0).
 pub async fn serve(config: Config) -> Result<()> {
     let kernels = biomatch_engine::vector::init().context("choosing the SIMD backend")?;
-    let data_dir = &config.storage.data_dir;
-    std::fs::create_dir_all(data_dir)
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("storage.data_dir: cannot create {}", data_dir.display()))?;
+    let started = Instant::now();
+    let gallery =
+        tokio::task::spawn_blocking(move || Gallery::open(&data_dir, GalleryOptions::default()))
+            .await
+            .context("opening the gallery")?
+            .with_context(|| {
+                format!(
+                    "storage.data_dir: cannot open the gallery in {}",
+                    config.storage.data_dir.display()
+                )
+            })?;
+    let gallery = Arc::new(gallery);
+    tracing::info!(
+        counts = ?gallery.counts(),
+        seconds = started.elapsed().as_secs_f64(),
+        "gallery open"
+    );
+    let data_dir = &config.storage.data_dir;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", config.server.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, simd = kernels.backend().name(), data_dir = %data_dir.display(), "serving");
     println!("biomatch listening on http://{addr}");
-    axum::serve(listener, app(AppState::new(kernels.backend().name())))
-        .with_graceful_shutdown(shutdown_signal())
+    axum::serve(
+        listener,
+        app(AppState::new(
+            Arc::clone(&gallery),
+            kernels.backend().name(),
+        )),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+    tokio::task::spawn_blocking(move || gallery.sync())
         .await
-        .context("serving HTTP")?;
+        .context("closing the gallery")?
+        .context("making the gallery durable")?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -127,9 +163,16 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
+    fn state() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let gallery = Gallery::open(dir.path(), GalleryOptions::default()).unwrap();
+        (dir, AppState::new(Arc::new(gallery), "scalar"))
+    }
+
     #[tokio::test]
     async fn health_reports_ok_and_the_backend() {
-        let response = app(AppState::new("scalar"))
+        let (_dir, state) = state();
+        let response = app(state)
             .oneshot(Request::get("/health").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -140,11 +183,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], "ok");
         assert_eq!(v["simd_backend"], "scalar");
+        assert_eq!(v["gallery"]["subjects"], 0);
     }
 
     #[tokio::test]
     async fn unknown_routes_are_404() {
-        let response = app(AppState::new("scalar"))
+        let (_dir, state) = state();
+        let response = app(state)
             .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
             .await
             .unwrap();

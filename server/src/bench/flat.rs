@@ -28,6 +28,8 @@ use biomatch_engine::index::{Dtype, Metric};
 use biomatch_engine::vector::{self, probe};
 use serde::Serialize;
 
+use super::{cpu_model, median, parse_dtype, percentile};
+
 /// Arguments of `biomatch bench flat`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct FlatArgs {
@@ -70,10 +72,6 @@ pub struct FlatArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_dtype(s: &str) -> Result<Dtype, String> {
-    Dtype::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_metric(s: &str) -> Result<Metric, String> {
@@ -148,7 +146,7 @@ pub struct FlatReport {
 }
 
 /// Runs the benchmark and prints its report.
-pub fn run_flat(args: &FlatArgs) -> Result<FlatReport> {
+pub fn run(args: &FlatArgs) -> Result<FlatReport> {
     let kernels = vector::init().context("choosing the SIMD backend")?;
     let threads = args
         .threads
@@ -319,33 +317,6 @@ fn time_batch(snap: &FlatSnapshot, queries: &[f32], round: usize, args: &FlatArg
     Ok(elapsed)
 }
 
-/// Median (sorts in place); NaN for no values.
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    percentile(values, 0.5)
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 /// Prints a report as a table.
 pub fn print_table(r: &FlatReport) {
     println!(
@@ -390,18 +361,5 @@ pub fn print_table(r: &FlatReport) {
             r.f32_peak_gflops,
             r.f32_peak_instruction
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(percentile(&v, 0.5), 3.0);
-        assert_eq!(percentile(&v, 0.0), 1.0);
-        assert_eq!(percentile(&v, 0.99), 5.0);
     }
 }

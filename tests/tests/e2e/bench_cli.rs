@@ -104,3 +104,48 @@ fn bench_flat_rejects_bad_arguments() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected f32, f16 or i8"));
 }
+
+#[test]
+fn bench_gallery_prints_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = biomatch()
+        .args([
+            "bench", "gallery", "--n", "2000", "--dim", "32", "--batch", "64",
+        ])
+        .args([
+            "--single",
+            "20",
+            "--queries",
+            "10",
+            "--threads",
+            "2",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("gallery"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "single_enroll_per_s",
+        "batch_enroll_per_s",
+        "open_warm_s",
+        "open_cold_s",
+        "cold_rebuild_rows_per_s",
+        "identify_ms_p50_idle",
+        "identify_ms_p50_writing",
+        "catalog_bytes",
+        "index_bytes",
+    ] {
+        let v = report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+    }
+    assert_eq!(report["n"], 2000);
+}

@@ -85,3 +85,29 @@ fn a_taken_port_is_a_clear_startup_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_opens_the_gallery_in_its_data_directory() {
+    use biomatch_engine::gallery::{Gallery, GalleryOptions};
+    use biomatch_tests::crash::{collections, person};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let g = Gallery::open(&data, GalleryOptions::default()).unwrap();
+        for spec in collections() {
+            g.ensure_collection(&spec).unwrap();
+        }
+        g.enroll_batch(&(0..3).map(person).collect::<Vec<_>>(), "test")
+            .unwrap();
+    }
+    let server = Server::start_in(&data, &[]).unwrap();
+    let (_, body) = server.get("/health").unwrap();
+    assert_eq!(body["gallery"]["subjects"], 3, "{body}");
+    assert_eq!(
+        body["gallery"]["templates"],
+        serde_json::json!([["face", 3], ["finger", 6]])
+    );
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+    assert!(data.join("catalog.sqlite").exists());
+}
