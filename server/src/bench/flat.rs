@@ -148,17 +148,11 @@ pub struct FlatReport {
 /// Runs the benchmark and prints its report.
 pub fn run(args: &FlatArgs) -> Result<FlatReport> {
     let kernels = vector::init().context("choosing the SIMD backend")?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(
         args.n > 0 && args.queries > 0 && args.batch > 0 && args.rounds > 0,
         "--n, --queries, --batch and --rounds must be positive"
     );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("starting the search threads")?;
+    let (pool, threads) = super::search_pool(args.threads)?;
     let dir = args.data_dir.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "bench-data/flat-n{}-d{}-{}-{}-s{}",

@@ -143,13 +143,7 @@ pub fn run(args: &GalleryArgs) -> Result<GalleryReport> {
         args.n > 0 && args.batch > 0 && args.single > 0 && args.queries > 0,
         "--n, --batch, --single and --queries must be positive"
     );
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("starting the search threads")?;
+    let (pool, threads) = super::search_pool(args.threads)?;
     let dir = args.data_dir.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "bench-data/gallery-n{}-d{}-{}-s{}",

@@ -9,6 +9,19 @@
 pub mod flat;
 pub mod gallery;
 
+/// A rayon pool with `threads` threads (default: one per core) for the
+/// searches, and its size.
+pub(crate) fn search_pool(threads: Option<usize>) -> anyhow::Result<(rayon::ThreadPool, usize)> {
+    use anyhow::Context;
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the search threads")?;
+    Ok((pool, threads))
+}
+
 /// Parses a storage type for clap.
 pub(crate) fn parse_dtype(s: &str) -> Result<biomatch_engine::index::Dtype, String> {
     biomatch_engine::index::Dtype::parse(s).map_err(|e| e.to_string())

@@ -350,7 +350,7 @@ impl FlatIndex {
                         path: path.clone(),
                         reason: e.to_string(),
                     });
-                    match rebuild_segment(&path, &config, &entry, source)? {
+                    match rebuild_segment(dir, &config, &entry, source)? {
                         Some(rebuilt) => rebuilt,
                         None => {
                             remove_durably(&path)?;
@@ -676,31 +676,15 @@ impl FlatIndex {
             }
             report.rows_removed += dead.count();
             retired.push(segment::segment_path(&self.dir, entry.seq));
-            let Some(last_id) = live.last_id() else {
+            if live.last_id().is_none() {
                 report.segments_dropped += 1;
                 continue;
-            };
+            }
             let view = live.view();
-            let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
-            let meta = SegmentMeta {
-                dtype: config.dtype,
-                metric: config.metric,
-                dim: config.dim,
-                rows: view.rows(),
-                first_id: blocks[0].ids[0],
-                last_id,
-            };
-            let seq = manifest.allocate_seq();
-            let path = segment::segment_path(&self.dir, seq);
-            segment::write_segment(&path, &meta, &blocks)?;
-            sealed.push((Arc::new(SealedSegment::open(&path, false)?), view.stats));
+            let (seg, entry) = write_sealed(&self.dir, manifest.allocate_seq(), &config, &view)?;
+            sealed.push((Arc::new(seg), view.stats));
             deleted.push(Arc::new(DeleteSet::default()));
-            entries.push(SegmentEntry {
-                seq,
-                rows: meta.rows,
-                first_id: meta.first_id,
-                last_id,
-            });
+            entries.push(entry);
             report.segments_rewritten += 1;
         }
         if retired.is_empty() {
@@ -786,31 +770,13 @@ impl FlatIndex {
         let config = self.config();
         let seq = self.growing.seq;
         let view = self.growing.view();
-        let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
-        let first_id = blocks.first().map_or(0, |b| b.ids[0]);
-        let last_id = self.growing.last_id().unwrap_or(0);
-        let meta = SegmentMeta {
-            dtype: config.dtype,
-            metric: config.metric,
-            dim: config.dim,
-            rows: view.rows(),
-            first_id,
-            last_id,
-        };
         // 1. the segment file, 2. the manifest that lists it, 3. the next
         // log, 4. the old log. A crash between any two steps is repaired by
         // open(): an unlisted segment file is removed and the old log replayed;
         // a listed one makes the old log stale.
-        let path = segment::segment_path(&self.dir, seq);
-        segment::write_segment(&path, &meta, &blocks)?;
-        let seg = SealedSegment::open(&path, false)?;
+        let (seg, entry) = write_sealed(&self.dir, seq, &config, &view)?;
         let mut manifest = self.manifest.clone();
-        manifest.segments.push(SegmentEntry {
-            seq,
-            rows: meta.rows,
-            first_id,
-            last_id,
-        });
+        manifest.segments.push(entry);
         manifest.growing_seq = manifest.allocate_seq();
         manifest.write(&self.dir)?;
         let next = Growing::create(&self.dir, manifest.growing_seq, &config)?;
@@ -935,7 +901,7 @@ fn tombstone_id(path: &Path, payload: &[u8]) -> Result<u64> {
 /// Rewrites segment `entry` from `source`: the source's rows in the entry's
 /// id range, prepared again. `None` if the source has no such rows.
 fn rebuild_segment(
-    path: &Path,
+    dir: &Path,
     config: &FlatConfig,
     entry: &SegmentEntry,
     source: &mut dyn RowSource,
@@ -955,28 +921,44 @@ fn rebuild_segment(
         rows.push(id, label, &buf);
         Ok(())
     })?;
-    let Some(last_id) = rows.last_id() else {
+    if rows.last_id().is_none() {
         return Ok(None);
-    };
-    let view = rows.view();
-    let blocks: Vec<_> = (0..view.block_count()).map(|b| view.block(b)).collect();
+    }
+    write_sealed(dir, entry.seq, config, &rows.view()).map(Some)
+}
+
+/// Writes `rows` (at least one) as sealed segment `seq` of the index in
+/// `dir`, opens it, and returns it with its manifest entry.
+fn write_sealed(
+    dir: &Path,
+    seq: u64,
+    config: &FlatConfig,
+    rows: &growing::GrowingView,
+) -> Result<(SealedSegment, SegmentEntry)> {
+    let blocks: Vec<_> = (0..rows.block_count()).map(|b| rows.block(b)).collect();
+    let first_id = blocks[0].ids[0];
+    let last_id = *blocks
+        .last()
+        .and_then(|b| b.ids.last())
+        .expect("at least one row");
     let meta = SegmentMeta {
         dtype: config.dtype,
         metric: config.metric,
         dim: config.dim,
-        rows: view.rows(),
-        first_id: blocks[0].ids[0],
+        rows: rows.rows(),
+        first_id,
         last_id,
     };
-    segment::write_segment(path, &meta, &blocks)?;
-    let seg = SealedSegment::open(path, false)?;
+    let path = segment::segment_path(dir, seq);
+    segment::write_segment(&path, &meta, &blocks)?;
+    let seg = SealedSegment::open(&path, false)?;
     let entry = SegmentEntry {
-        seq: entry.seq,
+        seq,
         rows: meta.rows,
-        first_id: meta.first_id,
+        first_id,
         last_id,
     };
-    Ok(Some((seg, entry)))
+    Ok((seg, entry))
 }
 
 #[cfg(test)]
