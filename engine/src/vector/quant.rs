@@ -92,6 +92,11 @@ mod tests {
         for (&x, &c) in v.iter().zip(&codes) {
             assert!((x / s - f32::from(c)).abs() <= I8_CODE_ERROR, "{x} {c} {s}");
         }
+        let mut back = vec![0.0f32; v.len()];
+        dequantize_i8(&codes, s, &mut back);
+        for (&x, &y) in v.iter().zip(&back) {
+            assert!((x - y).abs() <= s * I8_CODE_ERROR * 1.0001, "{x} {y}");
+        }
     }
 
     #[test]

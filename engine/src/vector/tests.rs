@@ -108,6 +108,13 @@ fn simd_backends_under_test() {
         }
     }
     assert!(tested.contains(&"scalar"));
+    // The active backend is the best available one unless BIOMATCH_SIMD
+    // forces another, and its name is queryable.
+    let active = kernels().backend();
+    assert_eq!(backend_name(), active.name());
+    if std::env::var("BIOMATCH_SIMD").is_err() {
+        assert_eq!(active, Backend::detect());
+    }
 }
 
 #[test]
