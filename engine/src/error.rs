@@ -155,6 +155,91 @@ pub enum Error {
         /// Value the caller asked for.
         requested: String,
     },
+
+    /// An image was rejected before or during decoding.
+    #[error("invalid image ({kind}): {detail}")]
+    Image {
+        /// What class of problem it is.
+        kind: ImageProblem,
+        /// Specifics (format name, dimensions, decoder message).
+        detail: String,
+    },
+
+    /// The face detector found no face above its score threshold.
+    #[error("no face found (detector `{detector}`, score threshold {threshold})")]
+    NoFace {
+        /// Detector model id.
+        detector: String,
+        /// Minimum detection score in force.
+        threshold: f32,
+    },
+
+    /// A sample failed a quality gate; `measure` names the failing measure.
+    #[error("quality check failed: {measure} = {value:.3} is {relation} the limit {limit}")]
+    QualityRejected {
+        /// Name of the measure (`detector_score`, `inter_eye_px`, `blur`, `yaw_deg`, `roll_deg`).
+        measure: &'static str,
+        /// Measured value.
+        value: f32,
+        /// The configured limit.
+        limit: f32,
+        /// `"below"` (a minimum was not reached) or `"above"` (a maximum was exceeded).
+        relation: &'static str,
+    },
+
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error("ONNX Runtime is not available: {reason}")]
+    OnnxRuntimeUnavailable {
+        /// What was tried and how to fix it.
+        reason: String,
+    },
+
+    /// A model could not be loaded or run.
+    #[error("model `{model}`: {reason}")]
+    Model {
+        /// Model id (from its manifest) or file name.
+        model: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A file's sha256 differs from the one its manifest records.
+    #[error("checksum mismatch for {path}: manifest says sha256 {expected}, file has {actual}", path = path.display())]
+    ChecksumMismatch {
+        /// The file that was checked.
+        path: PathBuf,
+        /// Digest recorded in the manifest.
+        expected: String,
+        /// Digest of the file.
+        actual: String,
+    },
+}
+
+/// Classes of image rejection, so callers can map them to their own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageProblem {
+    /// The payload is larger than the configured byte limit.
+    TooManyBytes,
+    /// The image's dimensions exceed the pixel limit (decompression bombs).
+    TooManyPixels,
+    /// Not one of the accepted formats (JPEG, PNG, BMP, TIFF).
+    UnsupportedFormat,
+    /// The bytes claim a supported format but do not decode.
+    Malformed,
+    /// The image is too small to hold the requested content.
+    TooSmall,
+}
+
+impl std::fmt::Display for ImageProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageProblem::TooManyBytes => "too many bytes",
+            ImageProblem::TooManyPixels => "too many pixels",
+            ImageProblem::UnsupportedFormat => "unsupported format",
+            ImageProblem::Malformed => "malformed",
+            ImageProblem::TooSmall => "too small",
+        })
+    }
 }
 
 impl Error {
@@ -171,6 +256,22 @@ impl Error {
         Error::Corrupted {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// An image rejection.
+    pub fn image(kind: ImageProblem, detail: impl Into<String>) -> Self {
+        Error::Image {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// A model load or inference failure.
+    pub fn model(model: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Model {
+            model: model.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -10,8 +10,11 @@
 
 #![deny(missing_docs)]
 
+pub mod embed;
 pub mod error;
+pub mod face;
 pub mod gallery;
+pub mod imaging;
 pub mod index;
 pub mod storage;
 pub mod vector;
