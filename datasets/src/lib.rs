@@ -1,10 +1,11 @@
 //! # biomatch-datasets
 //!
 //! Data for tests, benchmarks and evaluation: seeded synthetic vector sets
-//! ([`synth`]) and on-disk benchmark fixtures built from them. Dataset
-//! loaders (LFW, FVC) and evaluation metrics join as the face and finger
-//! pipelines arrive.
+//! ([`synth`]) and on-disk benchmark fixtures built from them, the LFW
+//! protocol ([`lfw`]) and verification metrics ([`metrics`]).
 
 #![deny(missing_docs)]
 
+pub mod lfw;
+pub mod metrics;
 pub mod synth;

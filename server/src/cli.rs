@@ -29,11 +29,56 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Evaluations on public datasets.
+    Eval {
+        /// Which evaluation.
+        #[command(subcommand)]
+        which: EvalCommand,
+    },
+    /// Model files: install from the mirror (or download), list.
+    Models {
+        /// What to do.
+        #[command(subcommand)]
+        which: ModelsCommand,
+    },
     /// Benchmarks that print a table or one JSON object.
     Bench {
         /// Which benchmark.
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+/// Evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// LFW View-2: 6000 pairs, 10-fold accuracy, TAR@FAR=1e-3.
+    Lfw(crate::eval::LfwArgs),
+}
+
+/// Model management.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Copy model files from the mirror (BIOMATCH_MODEL_MIRROR, default
+    /// ../shared/models) into the manifests' folder, verifying sha256.
+    Install {
+        /// Model ids (default: every manifest).
+        ids: Vec<String>,
+        /// Folder of manifests (files are installed next to them).
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Mirror folder (overrides BIOMATCH_MODEL_MIRROR).
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+        /// Download from the manifest's URL when the mirror lacks a file.
+        #[arg(long)]
+        download: bool,
+    },
+    /// List manifests and whether their files are installed.
+    List {
+        /// Folder of manifests.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
     },
 }
 
@@ -44,6 +89,8 @@ pub enum BenchCommand {
     Flat(FlatArgs),
     /// Durable gallery: enrollments per second, open times, identify under writes.
     Gallery(GalleryArgs),
+    /// Face pipeline: per-stage latency, overhead vs bare ONNX Runtime, dynamic batching.
+    Embed(bench::embed::EmbedArgs),
 }
 
 /// Runs a parsed command line.
@@ -56,6 +103,56 @@ pub fn run(cli: Cli) -> Result<()> {
                 .build()?;
             runtime.block_on(crate::http::serve(config))
         }
+        Command::Eval {
+            which: EvalCommand::Lfw(args),
+        } => {
+            let report = crate::eval::run_lfw(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::eval::print_lfw(&report);
+            }
+            Ok(())
+        }
+        Command::Models {
+            which:
+                ModelsCommand::Install {
+                    ids,
+                    models,
+                    mirror,
+                    download,
+                },
+        } => {
+            let mirror = mirror.unwrap_or_else(crate::models::mirror_dir);
+            for (id, outcome) in crate::models::install(&models, &mirror, &ids, download)? {
+                println!("{id}: {outcome:?}");
+            }
+            Ok(())
+        }
+        Command::Models {
+            which: ModelsCommand::List { models },
+        } => {
+            for m in biomatch_engine::embed::ModelManifest::load_dir(&models)? {
+                let state = match biomatch_engine::embed::manifest::verify_file(&m, &m.path()) {
+                    Ok(()) => "installed",
+                    Err(_) if !m.path().exists() => "missing",
+                    Err(_) => "CHECKSUM MISMATCH",
+                };
+                let licence = if m.commercial_use {
+                    "commercial ok"
+                } else {
+                    "NON-COMMERCIAL"
+                };
+                println!(
+                    "{:<18} {:<14} {:<10} {licence:<15} {}",
+                    m.id,
+                    m.task.as_str(),
+                    state,
+                    m.file
+                );
+            }
+            Ok(())
+        }
         Command::Bench {
             which: BenchCommand::Flat(args),
         } => {
@@ -64,6 +161,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 bench::flat::print_table(&report);
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Embed(args),
+        } => {
+            let report = bench::embed::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::embed::print_table(&report);
             }
             Ok(())
         }

@@ -6,6 +6,14 @@
 //! |---|---|---|
 //! | `server.listen` | `BIOMATCH__SERVER__LISTEN` | `127.0.0.1:8080` |
 //! | `storage.data_dir` | `BIOMATCH__STORAGE__DATA_DIR` | `./data` |
+//! | `embed.onnxruntime` | `BIOMATCH__EMBED__ONNXRUNTIME` | unset: `ORT_DYLIB_PATH` |
+//! | `embed.models_dir` | `BIOMATCH__EMBED__MODELS_DIR` | `models` |
+//! | `embed.detector` | `BIOMATCH__EMBED__DETECTOR` | `yunet` |
+//! | `embed.embedder` | `BIOMATCH__EMBED__EMBEDDER` | `mobilefacenet` |
+//! | `embed.sessions` | `BIOMATCH__EMBED__SESSIONS` | `1` |
+//! | `embed.intra_threads` | `BIOMATCH__EMBED__INTRA_THREADS` | cores |
+//! | `embed.max_batch` | `BIOMATCH__EMBED__MAX_BATCH` | `16` |
+//! | `embed.max_wait_ms` | `BIOMATCH__EMBED__MAX_WAIT_MS` | `2` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,12 +21,51 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 /// Validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// HTTP server settings.
     pub server: ServerConfig,
     /// Storage settings.
     pub storage: StorageConfig,
+    /// Model runtime settings.
+    pub embed: EmbedConfig,
+}
+
+/// `[embed]` section: the ONNX Runtime library, model manifests and how
+/// models run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedConfig {
+    /// libonnxruntime.so; `None` falls back to `ORT_DYLIB_PATH`.
+    pub onnxruntime: Option<PathBuf>,
+    /// Folder of model manifests and installed model files.
+    pub models_dir: PathBuf,
+    /// Face detector manifest id.
+    pub detector: String,
+    /// Face embedder manifest id.
+    pub embedder: String,
+    /// Sessions per model.
+    pub sessions: usize,
+    /// ORT intra-op threads per session.
+    pub intra_threads: usize,
+    /// Largest dynamic batch.
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    pub max_wait_ms: f64,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig {
+            onnxruntime: None,
+            models_dir: PathBuf::from("models"),
+            detector: "yunet".into(),
+            embedder: "mobilefacenet".into(),
+            sessions: 1,
+            intra_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_batch: 16,
+            max_wait_ms: 2.0,
+        }
+    }
 }
 
 /// `[server]` section.
@@ -44,6 +91,7 @@ impl Default for Config {
             storage: StorageConfig {
                 data_dir: PathBuf::from("./data"),
             },
+            embed: EmbedConfig::default(),
         }
     }
 }
@@ -93,7 +141,78 @@ impl Config {
             }
             config.storage.data_dir = value;
         }
+        let e = &mut config.embed;
+        if let Some(v) = env("BIOMATCH__EMBED__ONNXRUNTIME").filter(|v| !v.is_empty()) {
+            e.onnxruntime = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("BIOMATCH__EMBED__MODELS_DIR") {
+            if v.is_empty() {
+                bail!(
+                    "BIOMATCH__EMBED__MODELS_DIR (embed.models_dir) is empty; give a directory path"
+                );
+            }
+            e.models_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("BIOMATCH__EMBED__DETECTOR") {
+            e.detector = v;
+        }
+        if let Some(v) = env("BIOMATCH__EMBED__EMBEDDER") {
+            e.embedder = v;
+        }
+        e.sessions = number(
+            &env,
+            "BIOMATCH__EMBED__SESSIONS",
+            "embed.sessions",
+            e.sessions,
+            1,
+            64,
+        )?;
+        e.intra_threads = number(
+            &env,
+            "BIOMATCH__EMBED__INTRA_THREADS",
+            "embed.intra_threads",
+            e.intra_threads,
+            1,
+            256,
+        )?;
+        e.max_batch = number(
+            &env,
+            "BIOMATCH__EMBED__MAX_BATCH",
+            "embed.max_batch",
+            e.max_batch,
+            1,
+            1024,
+        )?;
+        e.max_wait_ms = number(
+            &env,
+            "BIOMATCH__EMBED__MAX_WAIT_MS",
+            "embed.max_wait_ms",
+            e.max_wait_ms,
+            0.0,
+            1000.0,
+        )?;
         Ok(config)
+    }
+}
+
+/// Parses a numeric setting within `[min, max]`, naming the key on error.
+fn number<T>(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    key: &str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(value) = env(var) else {
+        return Ok(default);
+    };
+    match value.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => bail!("{var} ({key}): `{value}` is not a number in {min}..={max}"),
     }
 }
 
@@ -144,5 +263,28 @@ mod tests {
         let e = [("BIOMATCH__STORAGE__DATA_DIR", "")];
         let err = Config::from_sources(env(&e), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("storage.data_dir"), "{err:#}");
+        let e = [("BIOMATCH__EMBED__MAX_BATCH", "0")];
+        let err = Config::from_sources(env(&e), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("embed.max_batch"), "{err:#}");
+        let e = [("BIOMATCH__EMBED__MAX_WAIT_MS", "soon")];
+        let err = Config::from_sources(env(&e), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("embed.max_wait_ms"), "{err:#}");
+    }
+
+    #[test]
+    fn embed_settings_come_from_the_environment() {
+        let e = [
+            ("BIOMATCH__EMBED__ONNXRUNTIME", "/opt/ort/libonnxruntime.so"),
+            ("BIOMATCH__EMBED__EMBEDDER", "w600k-mbf-int8"),
+            ("BIOMATCH__EMBED__MAX_BATCH", "64"),
+        ];
+        let c = Config::from_sources(env(&e), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.embed.onnxruntime,
+            Some(PathBuf::from("/opt/ort/libonnxruntime.so"))
+        );
+        assert_eq!(c.embed.embedder, "w600k-mbf-int8");
+        assert_eq!(c.embed.max_batch, 64);
+        assert_eq!(c.embed.detector, "yunet");
     }
 }

@@ -1,23 +1,28 @@
 //! The HTTP API.
 //!
 //! This release serves `GET /health`; the enrollment and search endpoints
-//! arrive with the API issue. [`serve`] opens the gallery in
-//! `storage.data_dir` (catalog and indexes, reconciled), binds the socket,
+//! arrive with the API issue. [`serve`] loads the ONNX Runtime and the face
+//! models (`[embed]` settings; a missing library or model file is a start-up
+//! error), opens the gallery in `storage.data_dir` (catalog and indexes,
+//! reconciled), binds the socket,
 //! and on SIGINT or SIGTERM lets in-flight requests finish, then makes the
 //! gallery's index writes durable before exiting. [`app`] builds the router
 //! so tests can drive it in-process.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use biomatch_engine::embed::RunOptions;
+use biomatch_engine::face::{FaceConfig, FacePipeline};
 use biomatch_engine::gallery::{Gallery, GalleryCounts, GalleryOptions};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, EmbedConfig};
+use crate::models::{FaceModels, load_face_pipeline};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone, Debug)]
@@ -30,16 +35,23 @@ struct Inner {
     started: Instant,
     simd_backend: &'static str,
     gallery: Arc<Gallery>,
+    face: Option<Arc<FacePipeline>>,
 }
 
 impl AppState {
-    /// State for a server on `gallery` using the given SIMD backend name.
-    pub fn new(gallery: Arc<Gallery>, simd_backend: &'static str) -> AppState {
+    /// State for a server on `gallery` using the given SIMD backend name,
+    /// with the face pipeline when one is loaded.
+    pub fn new(
+        gallery: Arc<Gallery>,
+        simd_backend: &'static str,
+        face: Option<Arc<FacePipeline>>,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 simd_backend,
                 gallery,
+                face,
             }),
         }
     }
@@ -65,6 +77,21 @@ pub struct Health {
     pub uptime_s: u64,
     /// Enrolled subjects and templates per collection.
     pub gallery: GalleryCounts,
+    /// Face models loaded (absent when the server runs without them).
+    pub face_models: Option<FaceModelsInfo>,
+}
+
+/// Which face models a server runs.
+#[derive(Debug, Serialize)]
+pub struct FaceModelsInfo {
+    /// Detector id and version.
+    pub detector: String,
+    /// Embedder id and version.
+    pub embedder: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Whether the liveness ensemble is loaded.
+    pub liveness: bool,
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -74,6 +101,20 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         simd_backend: state.inner.simd_backend,
         uptime_s: state.inner.started.elapsed().as_secs(),
         gallery: state.inner.gallery.counts(),
+        face_models: state.inner.face.as_ref().map(|f| FaceModelsInfo {
+            detector: format!(
+                "{}@{}",
+                f.detector().manifest().id,
+                f.detector().manifest().version
+            ),
+            embedder: format!(
+                "{}@{}",
+                f.embedder().manifest().id,
+                f.embedder().manifest().version
+            ),
+            dim: f.embedder().dim(),
+            liveness: f.has_liveness(),
+        }),
     })
 }
 
@@ -83,6 +124,12 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// socket is bound (with the real port when the configured port is 0).
 pub async fn serve(config: Config) -> Result<()> {
     let kernels = biomatch_engine::vector::init().context("choosing the SIMD backend")?;
+    let face = {
+        let embed = config.embed.clone();
+        tokio::task::spawn_blocking(move || load_face(&embed))
+            .await
+            .context("loading the face models")??
+    };
     let data_dir = config.storage.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("storage.data_dir: cannot create {}", data_dir.display()))?;
@@ -116,6 +163,7 @@ pub async fn serve(config: Config) -> Result<()> {
         app(AppState::new(
             Arc::clone(&gallery),
             kernels.backend().name(),
+            Some(face),
         )),
     )
     .with_graceful_shutdown(shutdown)
@@ -127,6 +175,39 @@ pub async fn serve(config: Config) -> Result<()> {
         .context("making the gallery durable")?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Loads the ONNX Runtime and the face pipeline named by `[embed]`.
+fn load_face(embed: &EmbedConfig) -> Result<Arc<FacePipeline>> {
+    let library = biomatch_engine::embed::runtime::init(embed.onnxruntime.as_deref())
+        .context("embed.onnxruntime")?;
+    let options = RunOptions {
+        sessions: embed.sessions,
+        intra_threads: embed.intra_threads,
+        max_batch: embed.max_batch,
+        max_wait: Duration::from_secs_f64(embed.max_wait_ms / 1e3),
+    };
+    let models = FaceModels {
+        detector: embed.detector.clone(),
+        embedder: embed.embedder.clone(),
+        ..FaceModels::default()
+    };
+    let started = Instant::now();
+    let face = load_face_pipeline(&embed.models_dir, &models, &options, FaceConfig::default())
+        .with_context(|| {
+            format!(
+                "embed.models_dir: loading face models from {}",
+                embed.models_dir.display()
+            )
+        })?;
+    tracing::info!(
+        onnxruntime = %library.display(),
+        detector = %models.detector,
+        embedder = %models.embedder,
+        seconds = started.elapsed().as_secs_f64(),
+        "face models loaded"
+    );
+    Ok(Arc::new(face))
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed here, before
@@ -168,7 +249,7 @@ mod tests {
     fn state() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
         let gallery = Gallery::open(dir.path(), GalleryOptions::default()).unwrap();
-        (dir, AppState::new(Arc::new(gallery), "scalar"))
+        (dir, AppState::new(Arc::new(gallery), "scalar", None))
     }
 
     #[tokio::test]

@@ -9,4 +9,6 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod eval;
 pub mod http;
+pub mod models;

@@ -58,7 +58,19 @@ pub fn biomatch() -> Command {
         }
     }
     cmd.env("BIOMATCH_LOG", "warn");
+    // Models installed by scripts/test next to their manifests; one ORT
+    // thread per session keeps parallel tests off each other's cores.
+    cmd.env("BIOMATCH__EMBED__MODELS_DIR", repo_root().join("models"));
+    cmd.env("BIOMATCH__EMBED__INTRA_THREADS", "1");
     cmd
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A running `biomatch serve`, killed on drop if still running.

@@ -9,7 +9,8 @@ use super::*;
 use crate::embed::tests::{repo_root, require_onnxruntime};
 
 fn datasets() -> PathBuf {
-    std::env::var_os("BIOMATCH_DATASETS").map_or_else(|| repo_root().join("../shared/datasets"), PathBuf::from)
+    std::env::var_os("BIOMATCH_DATASETS")
+        .map_or_else(|| repo_root().join("../shared/datasets"), PathBuf::from)
 }
 
 fn skip_or_fail(test: &str, why: String) -> Option<FacePipeline> {
@@ -31,12 +32,23 @@ fn pipeline(test: &str) -> Option<FacePipeline> {
     let built = (|| -> crate::Result<FacePipeline> {
         let detector = Detector::load(&load("yunet")?, &options, DetectorConfig::default())?;
         let embedder = Embedder::load(&load("mobilefacenet")?, &options)?;
-        let liveness = Liveness::load(&[load("minifasnet-v2")?, load("minifasnet-v1se")?], &options)?;
-        Ok(FacePipeline::new(detector, embedder, Some(liveness), FaceConfig::default()))
+        let liveness = Liveness::load(
+            &[load("minifasnet-v2")?, load("minifasnet-v1se")?],
+            &options,
+        )?;
+        Ok(FacePipeline::new(
+            detector,
+            embedder,
+            Some(liveness),
+            FaceConfig::default(),
+        ))
     })();
     match built {
         Ok(p) => Some(p),
-        Err(e) => skip_or_fail(test, format!("{e} (scripts/test installs the models from the mirror)")),
+        Err(e) => skip_or_fail(
+            test,
+            format!("{e} (scripts/test installs the models from the mirror)"),
+        ),
     }
 }
 
@@ -57,10 +69,14 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn same_person_scores_above_different_people() {
-    let Some(p) = pipeline("same_person_scores_above_different_people") else { return };
-    let (Some(a1), Some(a2), Some(b1)) =
-        (lfw("George_W_Bush", 1), lfw("George_W_Bush", 2), lfw("Colin_Powell", 1))
-    else {
+    let Some(p) = pipeline("same_person_scores_above_different_people") else {
+        return;
+    };
+    let (Some(a1), Some(a2), Some(b1)) = (
+        lfw("George_W_Bush", 1),
+        lfw("George_W_Bush", 2),
+        lfw("Colin_Powell", 1),
+    ) else {
         return;
     };
     let t_a1 = p.process(&a1, true).unwrap();
@@ -73,25 +89,38 @@ fn same_person_scores_above_different_people() {
         // Landmarks inside the box, eyes above the mouth, a plausible face.
         let f = &t.aligned.face;
         for l in f.landmarks {
-            assert!(l[0] >= f.bbox[0] && l[0] <= f.bbox[2] && l[1] >= f.bbox[1] && l[1] <= f.bbox[3], "{f:?}");
+            assert!(
+                l[0] >= f.bbox[0] && l[0] <= f.bbox[2] && l[1] >= f.bbox[1] && l[1] <= f.bbox[3],
+                "{f:?}"
+            );
         }
         assert!(f.landmarks[0][1] < f.landmarks[3][1]);
         let q = &t.aligned.quality;
-        assert!(q.detector_score > 0.7 && q.inter_eye_px > 20.0 && q.blur > 0.0, "{q:?}");
+        assert!(
+            q.detector_score > 0.7 && q.inter_eye_px > 20.0 && q.blur > 0.0,
+            "{q:?}"
+        );
         assert!(q.yaw_deg.abs() < 45.0 && q.roll_deg.abs() < 30.0, "{q:?}");
     }
     let genuine = cosine(&t_a1.embedding, &t_a2.embedding);
     let impostor = cosine(&t_a1.embedding, &t_b1.embedding);
     // 0.33 is the LFW operating point at FAR = 1e-3 for this model.
-    assert!(genuine > 0.33 && impostor < genuine - 0.2, "genuine {genuine}, impostor {impostor}");
+    assert!(
+        genuine > 0.33 && impostor < genuine - 0.2,
+        "genuine {genuine}, impostor {impostor}"
+    );
     let live = t_a1.liveness.unwrap();
     assert!((0.0..=1.0).contains(&live));
 }
 
 #[test]
 fn aligned_crop_puts_landmarks_on_the_template() {
-    let Some(p) = pipeline("aligned_crop_puts_landmarks_on_the_template") else { return };
-    let Some(bytes) = lfw("Colin_Powell", 1) else { return };
+    let Some(p) = pipeline("aligned_crop_puts_landmarks_on_the_template") else {
+        return;
+    };
+    let Some(bytes) = lfw("Colin_Powell", 1) else {
+        return;
+    };
     let t = p.process(&bytes, false).unwrap();
     // Detecting again on the aligned crop finds landmarks near the template.
     let crop = &t.aligned.crop;
@@ -101,33 +130,58 @@ fn aligned_crop_puts_landmarks_on_the_template() {
     let face = &faces[FacePolicy::MostCentral.pick(&faces, (224, 224)).unwrap()];
     for (l, t) in face.landmarks.iter().zip(ARCFACE_112) {
         let (dx, dy) = (l[0] - 56.0 - t[0] as f32, l[1] - 56.0 - t[1] as f32);
-        assert!((dx * dx + dy * dy).sqrt() < 6.0, "landmark {l:?} vs template {t:?}");
+        assert!(
+            (dx * dx + dy * dy).sqrt() < 6.0,
+            "landmark {l:?} vs template {t:?}"
+        );
     }
 }
 
 #[test]
 fn bad_images_get_typed_errors() {
-    let Some(p) = pipeline("bad_images_get_typed_errors") else { return };
-    assert!(matches!(p.process(b"definitely not a jpeg", false), Err(crate::Error::Image { .. })));
+    let Some(p) = pipeline("bad_images_get_typed_errors") else {
+        return;
+    };
+    assert!(matches!(
+        p.process(b"definitely not a jpeg", false),
+        Err(crate::Error::Image { .. })
+    ));
     // A blank image has no face.
     let mut png = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128])))
         .write_to(&mut png, image::ImageFormat::Png)
         .unwrap();
-    assert!(matches!(p.process(png.get_ref(), false), Err(crate::Error::NoFace { .. })));
+    assert!(matches!(
+        p.process(png.get_ref(), false),
+        Err(crate::Error::NoFace { .. })
+    ));
 }
 
 #[test]
 fn quality_gate_rejects_with_the_measure_named() {
-    let Some(p) = pipeline("quality_gate_rejects_with_the_measure_named") else { return };
-    let Some(bytes) = lfw("George_W_Bush", 1) else { return };
-    let strict = QualityThresholds { min_inter_eye_px: Some(1000.0), ..QualityThresholds::default() };
+    let Some(p) = pipeline("quality_gate_rejects_with_the_measure_named") else {
+        return;
+    };
+    let Some(bytes) = lfw("George_W_Bush", 1) else {
+        return;
+    };
+    let strict = QualityThresholds {
+        min_inter_eye_px: Some(1000.0),
+        ..QualityThresholds::default()
+    };
     let pipeline = FacePipeline {
-        config: FaceConfig { quality: strict, enforce_quality: true, ..FaceConfig::default() },
+        config: FaceConfig {
+            quality: strict,
+            enforce_quality: true,
+            ..FaceConfig::default()
+        },
         ..p
     };
     match pipeline.process(&bytes, false) {
-        Err(crate::Error::QualityRejected { measure: "inter_eye_px", .. }) => {}
+        Err(crate::Error::QualityRejected {
+            measure: "inter_eye_px",
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }

@@ -4,8 +4,11 @@
 //! * [`flat`]: the exact index — scan rate against memory bandwidth,
 //!   batches against the arithmetic peaks;
 //! * [`gallery`]: the durable gallery — enrollments per second, open times,
-//!   identification latency while a writer enrolls.
+//!   identification latency while a writer enrolls;
+//! * [`embed`]: the face pipeline — per-stage latency, overhead against a
+//!   bare ONNX Runtime session, dynamic batching.
 
+pub mod embed;
 pub mod flat;
 pub mod gallery;
 

@@ -4,5 +4,6 @@
 mod bench_cli;
 mod corruption;
 mod crash;
+mod models;
 mod recall;
 mod server;

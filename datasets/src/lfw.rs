@@ -1,0 +1,130 @@
+//! Labeled Faces in the Wild: the View-2 protocol (`pairs.txt`, 10 folds ×
+//! 300 genuine + 300 impostor pairs) over `images/NAME/NAME_NNNN.jpg`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// One protocol pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Index of the first image in [`Lfw::images`].
+    pub a: usize,
+    /// Index of the second image.
+    pub b: usize,
+    /// Same person?
+    pub genuine: bool,
+    /// Fold (0-based).
+    pub fold: usize,
+}
+
+/// The pairs and the distinct images they use.
+#[derive(Debug, Clone)]
+pub struct Lfw {
+    /// Image paths, each once.
+    pub images: Vec<PathBuf>,
+    /// Pairs in file order.
+    pub pairs: Vec<Pair>,
+    /// Number of folds.
+    pub folds: usize,
+    /// Pairs the protocol defines (before leaving any out).
+    pub protocol_pairs: usize,
+    /// Images listed in `pairs.txt` but absent; their pairs are left out of `pairs`.
+    pub missing: Vec<PathBuf>,
+}
+
+impl Lfw {
+    /// Reads `root/pairs.txt`. Pairs whose image file is missing are left
+    /// out and the file is listed in `missing` (callers report it).
+    pub fn load(root: &Path) -> Result<Lfw> {
+        let pairs_path = root.join("pairs.txt");
+        let text = std::fs::read_to_string(&pairs_path)
+            .with_context(|| format!("reading {}", pairs_path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<usize> = lines
+            .next()
+            .context("pairs.txt is empty")?
+            .split_whitespace()
+            .map(|v| v.parse())
+            .collect::<Result<_, _>>()
+            .context("pairs.txt header is not `FOLDS PAIRS_PER_CLASS`")?;
+        let [folds, per_class] = header[..] else {
+            bail!("pairs.txt header has {} numbers, expected 2", header.len());
+        };
+        let mut images: Vec<PathBuf> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let mut id = |name: &str, n: &str| -> Result<usize> {
+            let n: u32 = n.parse().with_context(|| format!("image number `{n}`"))?;
+            let path = root
+                .join("images")
+                .join(name)
+                .join(format!("{name}_{n:04}.jpg"));
+            Ok(*index.entry(path.clone()).or_insert_with(|| {
+                images.push(path);
+                images.len() - 1
+            }))
+        };
+        let mut pairs = Vec::with_capacity(folds * per_class * 2);
+        for (i, line) in lines.enumerate() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let fold = i / (2 * per_class);
+            let pair = match fields[..] {
+                [name, n1, n2] => Pair {
+                    a: id(name, n1)?,
+                    b: id(name, n2)?,
+                    genuine: true,
+                    fold,
+                },
+                [name1, n1, name2, n2] => Pair {
+                    a: id(name1, n1)?,
+                    b: id(name2, n2)?,
+                    genuine: false,
+                    fold,
+                },
+                _ => bail!("pairs.txt line {}: `{line}` is not a pair", i + 2),
+            };
+            pairs.push(pair);
+        }
+        ensure!(
+            pairs.len() == folds * per_class * 2,
+            "pairs.txt has {} pairs, its header promises {}",
+            pairs.len(),
+            folds * per_class * 2
+        );
+        let present: Vec<bool> = images.iter().map(|p| p.is_file()).collect();
+        let missing: Vec<PathBuf> = images
+            .iter()
+            .zip(&present)
+            .filter(|(_, ok)| !**ok)
+            .map(|(p, _)| p.clone())
+            .collect();
+        ensure!(
+            missing.len() < images.len() / 10,
+            "{} of {} LFW images are missing under {}",
+            missing.len(),
+            images.len(),
+            root.display()
+        );
+        pairs.retain(|p| present[p.a] && present[p.b]);
+        // Renumber the images that remain.
+        let mut new_index = vec![usize::MAX; images.len()];
+        let mut kept = Vec::with_capacity(images.len());
+        for (i, path) in images.into_iter().enumerate() {
+            if present[i] {
+                new_index[i] = kept.len();
+                kept.push(path);
+            }
+        }
+        for p in &mut pairs {
+            p.a = new_index[p.a];
+            p.b = new_index[p.b];
+        }
+        Ok(Lfw {
+            images: kept,
+            pairs,
+            folds,
+            protocol_pairs: folds * per_class * 2,
+            missing,
+        })
+    }
+}

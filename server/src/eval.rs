@@ -1,0 +1,313 @@
+//! `biomatch eval lfw`: the LFW View-2 protocol (6000 pairs, 10 folds,
+//! threshold chosen on 9 folds and tested on the 10th) through the real
+//! face pipeline.
+//!
+//! Every distinct image is decoded, detected and aligned (in parallel),
+//! the crops are embedded in batches, and pairs are scored by cosine
+//! similarity. An image where the detector finds no face is aligned with
+//! the median landmarks of the detected images of the same size (LFW's
+//! deep-funneled images put faces at a fixed place) and counted in
+//! `no_face`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use biomatch_datasets::lfw::Lfw;
+use biomatch_datasets::metrics::{Scored, kfold_accuracy, tar_at_far};
+use biomatch_engine::embed::RunOptions;
+use biomatch_engine::face::{
+    DetectorConfig, FaceConfig, FacePolicy, QualityThresholds, StageTimes, align_arcface,
+};
+use biomatch_engine::imaging::{DecodeLimits, RgbImage, decode_rgb};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::models::{FaceModels, load_face_pipeline};
+
+/// `biomatch eval lfw` arguments.
+#[derive(Debug, clap::Args)]
+pub struct LfwArgs {
+    /// LFW folder (with pairs.txt and images/).
+    #[arg(long, default_value = "../shared/datasets/lfw")]
+    pub data: PathBuf,
+    /// Detector manifest id.
+    #[arg(long, default_value = "yunet")]
+    pub detector: String,
+    /// Embedder manifest id.
+    #[arg(long, default_value = "mobilefacenet")]
+    pub embedder: String,
+    /// Face to take when an image holds several.
+    #[arg(long, value_enum, default_value = "most-central")]
+    pub policy: PolicyArg,
+    /// Minimum detector score.
+    #[arg(long, default_value_t = 0.5)]
+    pub score_threshold: f32,
+    /// Worker threads (and ONNX sessions); default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Directory of model manifests and installed files.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// ONNX Runtime library (embed.onnxruntime; else ORT_DYLIB_PATH).
+    #[arg(long, env = "BIOMATCH__EMBED__ONNXRUNTIME")]
+    pub onnxruntime: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Face choice on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// Largest box.
+    Largest,
+    /// Box nearest the image centre.
+    MostCentral,
+    /// Highest score.
+    BestScore,
+}
+
+impl From<PolicyArg> for FacePolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Largest => FacePolicy::Largest,
+            PolicyArg::MostCentral => FacePolicy::MostCentral,
+            PolicyArg::BestScore => FacePolicy::BestScore,
+        }
+    }
+}
+
+/// What `eval lfw` reports.
+#[derive(Debug, Serialize)]
+pub struct LfwReport {
+    /// Detector id.
+    pub detector: String,
+    /// Embedder id.
+    pub embedder: String,
+    /// Pairs evaluated.
+    pub pairs: usize,
+    /// Protocol pairs left out because an image file is missing from the dataset.
+    pub pairs_skipped: usize,
+    /// The missing image files.
+    pub missing_images: Vec<PathBuf>,
+    /// Distinct images.
+    pub images: usize,
+    /// Mean 10-fold accuracy.
+    pub accuracy: f64,
+    /// Standard deviation over folds.
+    pub accuracy_std: f64,
+    /// Per-fold accuracy.
+    pub fold_accuracy: Vec<f64>,
+    /// Per-fold threshold (cosine), chosen on the other folds.
+    pub fold_threshold: Vec<f32>,
+    /// TAR at FAR = 1e-3 over all pairs.
+    pub tar_at_far_1e3: f64,
+    /// Cosine threshold of that operating point.
+    pub threshold_at_far_1e3: f32,
+    /// Images where the detector found no face (aligned with median landmarks).
+    pub no_face: usize,
+    /// Images where the detector found more than one face.
+    pub multi_face: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Runs the protocol.
+pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
+    let started = Instant::now();
+    biomatch_engine::embed::runtime::init(args.onnxruntime.as_deref())?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = RunOptions {
+        sessions: threads,
+        intra_threads: 1,
+        max_batch: 32,
+        ..RunOptions::default()
+    };
+    let config = FaceConfig {
+        detector: DetectorConfig {
+            score_threshold: args.score_threshold,
+            ..DetectorConfig::default()
+        },
+        policy: args.policy.into(),
+        quality: QualityThresholds::none(),
+        enforce_quality: false,
+        limits: DecodeLimits::default(),
+    };
+    let models = FaceModels {
+        detector: args.detector.clone(),
+        embedder: args.embedder.clone(),
+        liveness: vec![],
+    };
+    let pipeline = load_face_pipeline(&args.models, &models, &options, config)?;
+    let lfw = Lfw::load(&args.data)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+
+    // Detect and align every image.
+    let done = AtomicUsize::new(0);
+    let total = lfw.images.len();
+    let analyzed: Vec<Result<(RgbImage, Option<Aligned>)>> = pool.install(|| {
+        lfw.images
+            .par_iter()
+            .map(|path| {
+                let image = read_image(path)?;
+                let mut times = StageTimes::default();
+                let aligned = match pipeline.analyze(&image, &mut times) {
+                    Ok(a) => Some(Aligned {
+                        crop: a.crop,
+                        landmarks: a.face.landmarks,
+                        faces: a.faces_found,
+                    }),
+                    Err(biomatch_engine::Error::NoFace { .. }) => None,
+                    Err(e) => return Err(e).with_context(|| path.display().to_string()),
+                };
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_multiple_of(1000) || n == total {
+                    eprintln!("eval lfw: {n}/{total} images detected and aligned");
+                }
+                Ok((image, aligned))
+            })
+            .collect()
+    });
+    let analyzed: Vec<(RgbImage, Option<Aligned>)> = analyzed.into_iter().collect::<Result<_>>()?;
+    let no_face = analyzed.iter().filter(|(_, a)| a.is_none()).count();
+    let multi_face = analyzed
+        .iter()
+        .filter(|(_, a)| a.as_ref().is_some_and(|a| a.faces > 1))
+        .count();
+    let crops = fallback_crops(analyzed)?;
+
+    // Embed in batches.
+    let embeddings: Vec<Vec<f32>> = pool
+        .install(|| {
+            crops
+                .par_chunks(32)
+                .map(|chunk| {
+                    let refs: Vec<&RgbImage> = chunk.iter().collect();
+                    pipeline.embedder().embed(&refs)
+                })
+                .collect::<biomatch_engine::Result<Vec<_>>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    let scored: Vec<Scored> = lfw
+        .pairs
+        .iter()
+        .map(|p| Scored {
+            score: embeddings[p.a]
+                .iter()
+                .zip(&embeddings[p.b])
+                .map(|(x, y)| x * y)
+                .sum(),
+            genuine: p.genuine,
+            fold: p.fold,
+        })
+        .collect();
+    let kfold = kfold_accuracy(&scored, lfw.folds);
+    let (tar, threshold) = tar_at_far(&scored, 1e-3);
+    Ok(LfwReport {
+        detector: args.detector.clone(),
+        embedder: args.embedder.clone(),
+        pairs: scored.len(),
+        pairs_skipped: lfw.protocol_pairs - scored.len(),
+        missing_images: lfw.missing.clone(),
+        images: lfw.images.len(),
+        accuracy: kfold.mean,
+        accuracy_std: kfold.std,
+        fold_accuracy: kfold.fold_accuracy,
+        fold_threshold: kfold.fold_threshold,
+        tar_at_far_1e3: tar,
+        threshold_at_far_1e3: threshold,
+        no_face,
+        multi_face,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+struct Aligned {
+    crop: RgbImage,
+    landmarks: [[f32; 2]; 5],
+    faces: usize,
+}
+
+fn read_image(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    decode_rgb(&bytes, &DecodeLimits::default()).with_context(|| path.display().to_string())
+}
+
+/// Crops for every image: the detector's, or for images without a face an
+/// alignment with the median landmarks of detected images of that size.
+fn fallback_crops(analyzed: Vec<(RgbImage, Option<Aligned>)>) -> Result<Vec<RgbImage>> {
+    use std::collections::HashMap;
+    let mut by_size: HashMap<(u32, u32), Vec<[[f32; 2]; 5]>> = HashMap::new();
+    for (image, aligned) in &analyzed {
+        if let Some(a) = aligned {
+            by_size
+                .entry(image.dimensions())
+                .or_default()
+                .push(a.landmarks);
+        }
+    }
+    let median = |all: &[[[f32; 2]; 5]]| {
+        let mut out = [[0.0f32; 2]; 5];
+        for (p, point) in out.iter_mut().enumerate() {
+            for (c, v) in point.iter_mut().enumerate() {
+                let mut values: Vec<f32> = all.iter().map(|l| l[p][c]).collect();
+                values.sort_by(f32::total_cmp);
+                *v = values[values.len() / 2];
+            }
+        }
+        out
+    };
+    analyzed
+        .into_iter()
+        .map(|(image, aligned)| match aligned {
+            Some(a) => Ok(a.crop),
+            None => {
+                let all = by_size.get(&image.dimensions()).with_context(|| {
+                    format!(
+                        "no face found in any {:?} image to borrow landmarks from",
+                        image.dimensions()
+                    )
+                })?;
+                Ok(align_arcface(&image, &median(all))?)
+            }
+        })
+        .collect()
+}
+
+/// Prints the report as a table.
+pub fn print_lfw(r: &LfwReport) {
+    println!(
+        "LFW View-2 ({} pairs, {} images) — detector {}, embedder {}",
+        r.pairs, r.images, r.detector, r.embedder
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| accuracy (10-fold) | {:.2} % ± {:.2} |",
+        r.accuracy * 100.0,
+        r.accuracy_std * 100.0
+    );
+    println!(
+        "| TAR @ FAR = 1e-3 | {:.2} % (cosine ≥ {:.4}) |",
+        r.tar_at_far_1e3 * 100.0,
+        r.threshold_at_far_1e3
+    );
+    println!("| images without a face | {} |", r.no_face);
+    if r.pairs_skipped > 0 {
+        println!(
+            "| pairs skipped (image missing from the dataset) | {} ({:?}) |",
+            r.pairs_skipped, r.missing_images
+        );
+    }
+    println!("| images with several faces | {} |", r.multi_face);
+    println!("| seconds | {:.1} |", r.seconds);
+}
