@@ -35,6 +35,8 @@ pub enum Command {
         #[command(subcommand)]
         which: EvalCommand,
     },
+    /// Run the face pipeline on one image: detection, quality, liveness, embedding.
+    Face(crate::models::FaceArgs),
     /// Model files: install from the mirror (or download), list.
     Models {
         /// What to do.
@@ -114,6 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Face(args) => crate::models::run_face(&args),
         Command::Models {
             which:
                 ModelsCommand::Install {

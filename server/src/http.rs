@@ -186,6 +186,7 @@ fn load_face(embed: &EmbedConfig) -> Result<Arc<FacePipeline>> {
         intra_threads: embed.intra_threads,
         max_batch: embed.max_batch,
         max_wait: Duration::from_secs_f64(embed.max_wait_ms / 1e3),
+        spin: false,
     };
     let models = FaceModels {
         detector: embed.detector.clone(),

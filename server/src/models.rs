@@ -169,3 +169,72 @@ pub fn load_face_pipeline(
     };
     Ok(FacePipeline::new(detector, embedder, liveness, config))
 }
+
+/// `biomatch face` arguments.
+#[derive(Debug, clap::Args)]
+pub struct FaceArgs {
+    /// Image file (JPEG, PNG, BMP, TIFF).
+    pub image: PathBuf,
+    /// Detector manifest id.
+    #[arg(long, default_value = "yunet")]
+    pub detector: String,
+    /// Embedder manifest id.
+    #[arg(long, default_value = "mobilefacenet")]
+    pub embedder: String,
+    /// Also run the liveness ensemble.
+    #[arg(long)]
+    pub liveness: bool,
+    /// Write the aligned 112×112 crop here (PNG).
+    #[arg(long)]
+    pub crop_out: Option<PathBuf>,
+    /// Directory of model manifests and installed files.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// ONNX Runtime library (embed.onnxruntime; else ORT_DYLIB_PATH).
+    #[arg(long, env = "BIOMATCH__EMBED__ONNXRUNTIME")]
+    pub onnxruntime: Option<PathBuf>,
+}
+
+/// Runs the pipeline on one image and prints one JSON object.
+pub fn run_face(args: &FaceArgs) -> Result<()> {
+    biomatch_engine::embed::runtime::init(args.onnxruntime.as_deref())?;
+    let models = FaceModels {
+        detector: args.detector.clone(),
+        embedder: args.embedder.clone(),
+        liveness: if args.liveness {
+            FaceModels::default().liveness
+        } else {
+            vec![]
+        },
+    };
+    let config = FaceConfig {
+        quality: biomatch_engine::face::QualityThresholds::none(),
+        ..FaceConfig::default()
+    };
+    let pipeline = load_face_pipeline(&args.models, &models, &RunOptions::default(), config)?;
+    let bytes =
+        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let t = pipeline.process(&bytes, args.liveness)?;
+    if let Some(out) = &args.crop_out {
+        t.aligned
+            .crop
+            .save(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    let report = serde_json::json!({
+        "faces_found": t.aligned.faces_found,
+        "face": t.aligned.face,
+        "quality": t.aligned.quality,
+        "liveness": t.liveness,
+        "times_ms": {
+            "decode": t.times.decode.as_secs_f64() * 1e3,
+            "detect": t.times.detect.as_secs_f64() * 1e3,
+            "align": t.times.align.as_secs_f64() * 1e3,
+            "embed": t.times.embed.as_secs_f64() * 1e3,
+            "liveness": t.times.liveness.as_secs_f64() * 1e3,
+        },
+        "embedding": t.embedding,
+    });
+    println!("{report}");
+    Ok(())
+}

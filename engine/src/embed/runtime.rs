@@ -100,6 +100,11 @@ pub struct RunOptions {
     pub max_batch: usize,
     /// Longest a request waits for others to join its batch.
     pub max_wait: Duration,
+    /// Let ORT's intra-op threads spin between runs. Off by default: a
+    /// server runs several models (detector, embedder, liveness) and the
+    /// index scan on the same cores, and spinning threads of one model
+    /// steal them from the next stage.
+    pub spin: bool,
 }
 
 impl Default for RunOptions {
@@ -109,6 +114,7 @@ impl Default for RunOptions {
             intra_threads: 1,
             max_batch: 16,
             max_wait: Duration::from_millis(2),
+            spin: false,
         }
     }
 }
@@ -191,7 +197,7 @@ impl Model {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
-            sessions.push(new_session(id, &bytes, options.intra_threads)?);
+            sessions.push(new_session(id, &bytes, options)?);
         }
         let first = &sessions[0];
         if first.inputs().len() != 1 {
@@ -339,13 +345,15 @@ impl Drop for Model {
     }
 }
 
-fn new_session(id: &str, bytes: &[u8], intra_threads: usize) -> Result<Session> {
+fn new_session(id: &str, bytes: &[u8], options: &RunOptions) -> Result<Session> {
     let err = |e: ort::Error| Error::model(id, e);
     Session::builder(environment()?)
         .map_err(err)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| Error::model(id, e))?
-        .with_intra_threads(intra_threads)
+        .with_intra_threads(options.intra_threads)
+        .map_err(|e| Error::model(id, e))?
+        .with_intra_op_spinning(options.spin)
         .map_err(|e| Error::model(id, e))?
         .with_inter_threads(1)
         .map_err(|e| Error::model(id, e))?
@@ -466,13 +474,14 @@ fn infer(session: &mut Session, input: ndarray::ArrayViewD<'_, f32>) -> Result<O
 pub struct RawSession(Session);
 
 impl RawSession {
-    /// Opens a model file in a session with these intra-op threads.
-    pub fn open(path: &Path, intra_threads: usize) -> Result<Self> {
+    /// Opens a model file in a session with the same settings a [`Model`]'s
+    /// sessions get from `options` (threads, spinning).
+    pub fn open(path: &Path, options: &RunOptions) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let id = path
             .file_name()
             .map_or("model".into(), |n| n.to_string_lossy().to_string());
-        Ok(RawSession(new_session(&id, &bytes, intra_threads)?))
+        Ok(RawSession(new_session(&id, &bytes, options)?))
     }
 
     /// `Session::run` on one input tensor; every output as f32.

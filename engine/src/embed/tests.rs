@@ -124,6 +124,7 @@ fn concurrent_requests_are_merged_into_batches() {
         intra_threads: 1,
         max_batch: 8,
         max_wait: Duration::from_millis(200),
+        spin: false,
     };
     let model = Arc::new(Model::load(&f.manifest, &options).unwrap());
     let f = Arc::new(f);
