@@ -14,11 +14,20 @@
 //! | `embed.intra_threads` | `BIOMATCH__EMBED__INTRA_THREADS` | cores |
 //! | `embed.max_batch` | `BIOMATCH__EMBED__MAX_BATCH` | `16` |
 //! | `embed.max_wait_ms` | `BIOMATCH__EMBED__MAX_WAIT_MS` | `2` |
+//! | `face.policy` | `BIOMATCH__FACE__POLICY` | `largest` |
+//! | `face.score_threshold` | `BIOMATCH__FACE__SCORE_THRESHOLD` | `0.6` |
+//! | `face.enforce_quality` | `BIOMATCH__FACE__ENFORCE_QUALITY` | `true` |
+//! | `face.min_detector_score` | `BIOMATCH__FACE__MIN_DETECTOR_SCORE` | `0.7` (`off` disables a gate) |
+//! | `face.min_inter_eye_px` | `BIOMATCH__FACE__MIN_INTER_EYE_PX` | `20` |
+//! | `face.min_blur` | `BIOMATCH__FACE__MIN_BLUR` | `15` |
+//! | `face.max_abs_yaw_deg` | `BIOMATCH__FACE__MAX_ABS_YAW_DEG` | `45` |
+//! | `face.max_abs_roll_deg` | `BIOMATCH__FACE__MAX_ABS_ROLL_DEG` | `30` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use biomatch_engine::face::{FaceConfig, FacePolicy};
 
 /// Validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +38,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Model runtime settings.
     pub embed: EmbedConfig,
+    /// Face pipeline settings (face choice, detector threshold, quality gates).
+    pub face: FaceConfig,
 }
 
 /// `[embed]` section: the ONNX Runtime library, model manifests and how
@@ -92,6 +103,7 @@ impl Default for Config {
                 data_dir: PathBuf::from("./data"),
             },
             embed: EmbedConfig::default(),
+            face: FaceConfig::default(),
         }
     }
 }
@@ -191,7 +203,58 @@ impl Config {
             0.0,
             1000.0,
         )?;
+        let f = &mut config.face;
+        if let Some(v) = env("BIOMATCH__FACE__POLICY") {
+            f.policy = match v.trim() {
+                "largest" => FacePolicy::Largest,
+                "most-central" => FacePolicy::MostCentral,
+                "best-score" => FacePolicy::BestScore,
+                _ => bail!(
+                    "BIOMATCH__FACE__POLICY (face.policy): `{v}` is not largest, most-central or best-score"
+                ),
+            };
+        }
+        f.detector.score_threshold = number(
+            &env,
+            "BIOMATCH__FACE__SCORE_THRESHOLD",
+            "face.score_threshold",
+            f.detector.score_threshold,
+            0.0,
+            1.0,
+        )?;
+        if let Some(v) = env("BIOMATCH__FACE__ENFORCE_QUALITY") {
+            f.enforce_quality = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!(
+                    "BIOMATCH__FACE__ENFORCE_QUALITY (face.enforce_quality): `{v}` is not true or false"
+                ),
+            };
+        }
+        let q = &mut f.quality;
+        q.min_detector_score = gate(&env, "MIN_DETECTOR_SCORE", q.min_detector_score, 1.0)?;
+        q.min_inter_eye_px = gate(&env, "MIN_INTER_EYE_PX", q.min_inter_eye_px, 10_000.0)?;
+        q.min_blur = gate(&env, "MIN_BLUR", q.min_blur, 1e6)?;
+        q.max_abs_yaw_deg = gate(&env, "MAX_ABS_YAW_DEG", q.max_abs_yaw_deg, 90.0)?;
+        q.max_abs_roll_deg = gate(&env, "MAX_ABS_ROLL_DEG", q.max_abs_roll_deg, 180.0)?;
         Ok(config)
+    }
+}
+
+/// A quality gate `BIOMATCH__FACE__<name>`: a number in `[0, max]`, or
+/// `off` to disable it.
+fn gate(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    current: Option<f32>,
+    max: f32,
+) -> Result<Option<f32>> {
+    let var = format!("BIOMATCH__FACE__{name}");
+    let key = format!("face.{}", name.to_ascii_lowercase());
+    match env(&var) {
+        None => Ok(current),
+        Some(v) if v.trim() == "off" => Ok(None),
+        Some(_) => Ok(Some(number(env, &var, &key, 0.0, 0.0, max)?)),
     }
 }
 
@@ -286,5 +349,29 @@ mod tests {
         assert_eq!(c.embed.embedder, "w600k-mbf-int8");
         assert_eq!(c.embed.max_batch, 64);
         assert_eq!(c.embed.detector, "yunet");
+    }
+
+    #[test]
+    fn face_settings_and_quality_gates() {
+        let c = Config::from_sources(env(&[]), &Overrides::default()).unwrap();
+        assert!(c.face.enforce_quality);
+        assert_eq!(c.face.quality.min_blur, Some(15.0));
+        let e = [
+            ("BIOMATCH__FACE__POLICY", "most-central"),
+            ("BIOMATCH__FACE__MIN_BLUR", "off"),
+            ("BIOMATCH__FACE__MAX_ABS_YAW_DEG", "30"),
+            ("BIOMATCH__FACE__ENFORCE_QUALITY", "false"),
+        ];
+        let c = Config::from_sources(env(&e), &Overrides::default()).unwrap();
+        assert_eq!(c.face.policy, FacePolicy::MostCentral);
+        assert_eq!(c.face.quality.min_blur, None);
+        assert_eq!(c.face.quality.max_abs_yaw_deg, Some(30.0));
+        assert!(!c.face.enforce_quality);
+        let e = [("BIOMATCH__FACE__MIN_DETECTOR_SCORE", "2")];
+        let err = Config::from_sources(env(&e), &Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("face.min_detector_score"),
+            "{err:#}"
+        );
     }
 }

@@ -125,8 +125,8 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 pub async fn serve(config: Config) -> Result<()> {
     let kernels = biomatch_engine::vector::init().context("choosing the SIMD backend")?;
     let face = {
-        let embed = config.embed.clone();
-        tokio::task::spawn_blocking(move || load_face(&embed))
+        let (embed, face) = (config.embed.clone(), config.face.clone());
+        tokio::task::spawn_blocking(move || load_face(&embed, &face))
             .await
             .context("loading the face models")??
     };
@@ -178,7 +178,7 @@ pub async fn serve(config: Config) -> Result<()> {
 }
 
 /// Loads the ONNX Runtime and the face pipeline named by `[embed]`.
-fn load_face(embed: &EmbedConfig) -> Result<Arc<FacePipeline>> {
+fn load_face(embed: &EmbedConfig, face: &FaceConfig) -> Result<Arc<FacePipeline>> {
     let library = biomatch_engine::embed::runtime::init(embed.onnxruntime.as_deref())
         .context("embed.onnxruntime")?;
     let options = RunOptions {
@@ -194,7 +194,7 @@ fn load_face(embed: &EmbedConfig) -> Result<Arc<FacePipeline>> {
         ..FaceModels::default()
     };
     let started = Instant::now();
-    let face = load_face_pipeline(&embed.models_dir, &models, &options, FaceConfig::default())
+    let face = load_face_pipeline(&embed.models_dir, &models, &options, face.clone())
         .with_context(|| {
             format!(
                 "embed.models_dir: loading face models from {}",

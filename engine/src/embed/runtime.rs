@@ -233,9 +233,10 @@ impl Model {
                 let rx = rx.clone();
                 let stats = Arc::clone(&stats);
                 let max_wait = options.max_wait;
+                let model_id = id.to_string();
                 std::thread::Builder::new()
                     .name(format!("ort-{id}-{i}"))
-                    .spawn(move || worker(session, rx, max_batch, max_wait, &stats))
+                    .spawn(move || worker(&model_id, session, rx, max_batch, max_wait, &stats))
                     .map_err(|e| Error::model(id, format!("spawning a worker: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -310,9 +311,9 @@ impl Model {
                 ),
             ));
         }
-        for (axis, (&got, want)) in shape.iter().zip(&self.input_dims).enumerate() {
+        for (&got, want) in shape.iter().zip(&self.input_dims) {
             let ok = match want {
-                Some(w) => got == *w || (axis == 0 && !self.batch_dynamic && got >= 1 && *w == 1),
+                Some(w) => got == *w,
                 None => got > 0,
             };
             if !ok {
@@ -362,6 +363,7 @@ fn new_session(id: &str, bytes: &[u8], options: &RunOptions) -> Result<Session> 
 }
 
 fn worker(
+    id: &str,
     mut session: Session,
     queue: Receiver<Job>,
     max_batch: usize,
@@ -400,23 +402,23 @@ fn worker(
         stats
             .requests
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        run_batch(&mut session, jobs, samples);
+        run_batch(id, &mut session, jobs, samples);
     }
 }
 
 /// Runs merged jobs as one batch (or one by one when the model's batch is
 /// fixed) and answers each with its slice of every output.
-fn run_batch(session: &mut Session, jobs: Vec<Job>, samples: usize) {
+fn run_batch(id: &str, session: &mut Session, jobs: Vec<Job>, samples: usize) {
     if jobs.len() == 1 {
         let job = jobs.into_iter().next().expect("one job");
-        let result = infer(session, job.input.view());
+        let result = infer(id, session, job.input.view());
         let _ = job.reply.send(result);
         return;
     }
     let views: Vec<_> = jobs.iter().map(|j| j.input.view()).collect();
     let result = ndarray::concatenate(Axis(0), &views)
         .map_err(|e| Error::invalid("input", e.to_string()))
-        .and_then(|batch| infer(session, batch.view()));
+        .and_then(|batch| infer(id, session, batch.view()));
     match result {
         Ok(outputs) => {
             let mut start = 0;
@@ -428,8 +430,8 @@ fn run_batch(session: &mut Session, jobs: Vec<Job>, samples: usize) {
                         if o.shape().first() == Some(&samples) {
                             Ok(o.slice_axis(Axis(0), (start..start + n).into()).to_owned())
                         } else {
-                            Err(Error::invalid(
-                                "output",
+                            Err(Error::model(
+                                id,
                                 format!("output of shape {:?} has no batch axis", o.shape()),
                             ))
                         }
@@ -450,28 +452,30 @@ fn run_batch(session: &mut Session, jobs: Vec<Job>, samples: usize) {
     }
 }
 
-fn infer(session: &mut Session, input: ndarray::ArrayViewD<'_, f32>) -> Result<Outputs> {
+fn infer(id: &str, session: &mut Session, input: ndarray::ArrayViewD<'_, f32>) -> Result<Outputs> {
     let input = input.as_standard_layout();
-    let tensor = TensorRef::from_array_view(&input).map_err(|e| Error::model("session", e))?;
+    let tensor = TensorRef::from_array_view(&input).map_err(|e| Error::model(id, e))?;
     let outputs = session
         .run(ort::inputs![tensor])
-        .map_err(|e| Error::model("session", e))?;
+        .map_err(|e| Error::model(id, e))?;
     outputs
         .values()
         .map(|value| {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
-                .map_err(|e| Error::model("session", e))?;
+                .map_err(|e| Error::model(id, e))?;
             let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            ArrayD::from_shape_vec(IxDyn(&dims), data.to_vec())
-                .map_err(|e| Error::model("session", e))
+            ArrayD::from_shape_vec(IxDyn(&dims), data.to_vec()).map_err(|e| Error::model(id, e))
         })
         .collect()
 }
 
 /// One ORT session used directly, without queue or batching: the baseline
 /// that `biomatch bench embed` compares [`Model`] against.
-pub struct RawSession(Session);
+pub struct RawSession {
+    id: String,
+    session: Session,
+}
 
 impl RawSession {
     /// Opens a model file in a session with the same settings a [`Model`]'s
@@ -481,11 +485,12 @@ impl RawSession {
         let id = path
             .file_name()
             .map_or("model".into(), |n| n.to_string_lossy().to_string());
-        Ok(RawSession(new_session(&id, &bytes, options)?))
+        let session = new_session(&id, &bytes, options)?;
+        Ok(RawSession { id, session })
     }
 
     /// `Session::run` on one input tensor; every output as f32.
     pub fn run(&mut self, input: ndarray::ArrayViewD<'_, f32>) -> Result<Outputs> {
-        infer(&mut self.0, input)
+        infer(&self.id, &mut self.session, input)
     }
 }

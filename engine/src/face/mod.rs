@@ -161,7 +161,7 @@ impl Embedder {
 }
 
 /// Pipeline settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaceConfig {
     /// Detector settings.
     pub detector: DetectorConfig,
@@ -173,6 +173,19 @@ pub struct FaceConfig {
     pub enforce_quality: bool,
     /// Decoder limits.
     pub limits: DecodeLimits,
+}
+
+impl Default for FaceConfig {
+    /// Largest face, default detector settings and quality gates, enforced.
+    fn default() -> Self {
+        FaceConfig {
+            detector: DetectorConfig::default(),
+            policy: FacePolicy::default(),
+            quality: QualityThresholds::default(),
+            enforce_quality: true,
+            limits: DecodeLimits::default(),
+        }
+    }
 }
 
 /// Time spent in each stage of one image.

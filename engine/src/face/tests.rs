@@ -185,3 +185,41 @@ fn quality_gate_rejects_with_the_measure_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn scrfd_and_yunet_agree_on_landmarks() {
+    let test = "scrfd_and_yunet_agree_on_landmarks";
+    let Some(p) = pipeline(test) else { return };
+    let dir = repo_root().join("models");
+    let scrfd = match ModelManifest::find(&dir, "scrfd-500m")
+        .and_then(|m| Detector::load(&m, &RunOptions::default(), DetectorConfig::default()))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            skip_or_fail(test, e.to_string());
+            return;
+        }
+    };
+    for (name, n) in [
+        ("Colin_Powell", 1),
+        ("Serena_Williams", 1),
+        ("Tony_Blair", 1),
+    ] {
+        let Some(bytes) = lfw(name, n) else { return };
+        let image = crate::imaging::decode_rgb(&bytes, &Default::default()).unwrap();
+        let central = |faces: Vec<Detection>| {
+            let i = FacePolicy::MostCentral
+                .pick(&faces, image.dimensions())
+                .expect("a face");
+            faces[i].clone()
+        };
+        let a = central(p.detector().detect(&image).unwrap());
+        let b = central(scrfd.detect(&image).unwrap());
+        let eyes = a.landmarks[1][0] - a.landmarks[0][0];
+        for (la, lb) in a.landmarks.iter().zip(&b.landmarks) {
+            let d = ((la[0] - lb[0]).powi(2) + (la[1] - lb[1]).powi(2)).sqrt();
+            assert!(d < 0.25 * eyes, "{name}: YuNet {la:?} vs SCRFD {lb:?}");
+        }
+        assert!(b.score > 0.5 && b.bbox[0] < a.landmarks[0][0] && b.bbox[2] > a.landmarks[1][0]);
+    }
+}
