@@ -2,7 +2,9 @@
 //!
 //! The matching core of biomatch, as a pure library (no async runtime, no
 //! HTTP): SIMD similarity kernels ([`vector`]), crash-safe on-disk formats
-//! ([`storage`]) and vector indexes ([`index`]).
+//! ([`storage`]), vector indexes ([`index`]), the durable gallery
+//! ([`gallery`]), the ONNX model runtime ([`embed`]), image decoding and
+//! geometry ([`imaging`]) and the face pipeline ([`face`]).
 //!
 //! Everything here is synchronous; CPU-parallel work uses the caller's
 //! rayon pool (`pool.install(|| ...)`), so a server decides how many threads

@@ -1,7 +1,9 @@
 //! # biomatch-server
 //!
 //! The `biomatch` binary's library: configuration ([`config`]), the HTTP
-//! API ([`http`]), the command line ([`cli`]) and benchmarks ([`bench`]).
+//! API ([`http`]), the command line ([`cli`]), model installation
+//! ([`models`]), evaluations ([`eval`]) and benchmarks
+//! ([`bench`](mod@bench)).
 //! CPU-heavy work runs on rayon pools, never on the async workers.
 
 #![deny(missing_docs)]

@@ -7,7 +7,7 @@
 //! A write commits to the catalog first (WAL, `synchronous=FULL`); only then
 //! does it touch the indexes, and the call returns after both. A crash after
 //! the commit loses nothing: at the next open every index catches up with
-//! the catalog ([`reconcile`]). Damaged index files are rebuilt from the
+//! the catalog (`reconcile`). Damaged index files are rebuilt from the
 //! catalog; the catalog is never changed by that. Deletions stay listed in
 //! the catalog until compaction has removed their rows from the indexes,
 //! and every open applies them again, so a damaged tombstone log cannot

@@ -1,5 +1,5 @@
 //! On-disk storage: crash-safe file replacement ([`fs`]), the shared file
-//! envelope ([`format`]), memory maps ([`mmap`]), append-only record logs
+//! envelope ([`format`](mod@format)), memory maps ([`mmap`]), append-only record logs
 //! ([`log`]) and sealed vector segments ([`segment`]).
 //!
 //! Every file carries a magic, a kind, a format version and checksums;
