@@ -56,6 +56,9 @@ fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
             ));
         }
     }
+    if reader.format() == Some(ImageFormat::Jpeg) {
+        check_jpeg_complete(bytes)?;
+    }
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_side);
     image_limits.max_image_height = Some(limits.max_side);
@@ -100,6 +103,30 @@ fn classify(e: image::ImageError, limits: &DecodeLimits) -> Error {
             Error::image(ImageProblem::UnsupportedFormat, u.to_string())
         }
         other => Error::image(ImageProblem::Malformed, other.to_string()),
+    }
+}
+
+/// JPEG decoders fill a truncated file's missing rows with grey instead of
+/// failing; a complete file has an end-of-image marker after its last scan
+/// (start-of-scan marker). Entropy-coded data escapes 0xFF, so both
+/// markers can only appear as markers (an EXIF thumbnail's own markers come
+/// before the main image's scans).
+fn check_jpeg_complete(bytes: &[u8]) -> Result<()> {
+    let last = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+        (None, _) => Err(Error::image(
+            ImageProblem::Malformed,
+            "JPEG without image data (no start-of-scan marker)",
+        )),
+        _ => Err(Error::image(
+            ImageProblem::Malformed,
+            "truncated JPEG (no end-of-image marker after the last scan)",
+        )),
     }
 }
 
