@@ -13,14 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use biomatch_engine::embed::RunOptions;
 use biomatch_engine::face::{FaceConfig, FacePipeline};
-use biomatch_engine::gallery::{Gallery, GalleryCounts, GalleryOptions};
+use biomatch_engine::gallery::{CollectionSpec, Gallery, GalleryCounts, GalleryOptions, Modality};
+use biomatch_engine::index::Dtype;
+use biomatch_engine::vector::Metric;
 use serde::Serialize;
 
+use crate::api::{Api, ApiError};
 use crate::config::{Config, EmbedConfig};
 use crate::models::{FaceModels, load_face_pipeline};
 
@@ -35,33 +39,40 @@ struct Inner {
     started: Instant,
     simd_backend: &'static str,
     gallery: Arc<Gallery>,
-    face: Option<Arc<FacePipeline>>,
+    api: Option<Api>,
 }
 
 impl AppState {
     /// State for a server on `gallery` using the given SIMD backend name,
-    /// with the face pipeline when one is loaded.
-    pub fn new(
-        gallery: Arc<Gallery>,
-        simd_backend: &'static str,
-        face: Option<Arc<FacePipeline>>,
-    ) -> AppState {
+    /// with the `/v1` API when the face models are loaded.
+    pub fn new(gallery: Arc<Gallery>, simd_backend: &'static str, api: Option<Api>) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 simd_backend,
                 gallery,
-                face,
+                api,
             }),
         }
     }
 }
 
+/// Largest request body: a 16 MiB image in base64 plus the JSON around it.
+pub const BODY_LIMIT: usize = 24 << 20;
+
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let api = state.inner.api.clone();
+    let mut router = Router::new()
         .route("/health", get(health))
-        .with_state(state)
+        .with_state(state);
+    if let Some(api) = api {
+        router = router.nest("/v1", crate::api::router(api));
+    }
+    router
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(crate::api::error::render_errors))
 }
 
 /// Body of `GET /health`.
@@ -101,20 +112,25 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         simd_backend: state.inner.simd_backend,
         uptime_s: state.inner.started.elapsed().as_secs(),
         gallery: state.inner.gallery.counts(),
-        face_models: state.inner.face.as_ref().map(|f| FaceModelsInfo {
-            detector: format!(
-                "{}@{}",
-                f.detector().manifest().id,
-                f.detector().manifest().version
-            ),
-            embedder: format!(
-                "{}@{}",
-                f.embedder().manifest().id,
-                f.embedder().manifest().version
-            ),
-            dim: f.embedder().dim(),
-            liveness: f.has_liveness(),
-        }),
+        face_models: state
+            .inner
+            .api
+            .as_ref()
+            .map(|api| &api.face)
+            .map(|f| FaceModelsInfo {
+                detector: format!(
+                    "{}@{}",
+                    f.detector().manifest().id,
+                    f.detector().manifest().version
+                ),
+                embedder: format!(
+                    "{}@{}",
+                    f.embedder().manifest().id,
+                    f.embedder().manifest().version
+                ),
+                dim: f.embedder().dim(),
+                liveness: f.has_liveness(),
+            }),
     })
 }
 
@@ -150,6 +166,7 @@ pub async fn serve(config: Config) -> Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "gallery open"
     );
+    let api = face_api(&gallery, face)?;
     let data_dir = &config.storage.data_dir;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -163,7 +180,7 @@ pub async fn serve(config: Config) -> Result<()> {
         app(AppState::new(
             Arc::clone(&gallery),
             kernels.backend().name(),
-            Some(face),
+            Some(api),
         )),
     )
     .with_graceful_shutdown(shutdown)
@@ -209,6 +226,38 @@ fn load_face(embed: &EmbedConfig, face: &FaceConfig) -> Result<Arc<FacePipeline>
         "face models loaded"
     );
     Ok(Arc::new(face))
+}
+
+/// The `/v1` API over the gallery: the face collection of the loaded
+/// embedder (created on first start) and the CPU pool.
+fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>) -> Result<Api> {
+    let manifest = face.embedder().manifest();
+    let spec = CollectionSpec {
+        name: format!("face-{}", manifest.id),
+        modality: Modality::Face,
+        model_id: manifest.id.clone(),
+        model_version: manifest.version.clone(),
+        dim: face.embedder().dim(),
+        metric: Metric::Cosine,
+        dtype: Dtype::I8,
+    };
+    let collection = gallery.ensure_collection(&spec).with_context(|| {
+        format!(
+            "embed.embedder: the gallery's collection for `{}`",
+            manifest.id
+        )
+    })?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("cpu-{i}"))
+        .build()
+        .context("starting the CPU pool")?;
+    Ok(Api {
+        gallery: Arc::clone(gallery),
+        face,
+        face_collection: collection.spec.name,
+        pool: Arc::new(pool),
+        max_candidates: 100,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed here, before

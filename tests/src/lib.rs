@@ -144,6 +144,48 @@ impl Server {
         Ok((status, json))
     }
 
+    /// Sends `method path` with a raw body (JSON content type); returns the
+    /// status and the JSON body (a string when the body is not JSON).
+    pub fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        let url = format!("{}{path}", self.url);
+        let mut response = match method {
+            "GET" => agent.get(&url).call()?,
+            "DELETE" => agent.delete(&url).call()?,
+            "POST" => agent
+                .post(&url)
+                .content_type("application/json")
+                .send(body)?,
+            "PUT" => agent
+                .put(&url)
+                .content_type("application/json")
+                .send(body)?,
+            other => bail!("method {other} not supported by the test client"),
+        };
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()?;
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok((status, json))
+    }
+
+    /// [`Server::send`] with a JSON value.
+    pub fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        self.send(method, path, body.to_string().as_bytes())
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit.
     pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus> {
         let pid = self.child.id() as libc::pid_t;

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `biomatch` binary over real HTTP and its
 //! command line, plus cross-crate measurements (recall of compact indexes).
 
+mod api;
 mod bench_cli;
 mod corruption;
 mod crash;

@@ -1,0 +1,691 @@
+//! `/v1`: enroll, verify (1:1), identify (1:N), compare, templates,
+//! subjects.
+//!
+//! Requests and answers are JSON. Images travel as base64; templates as
+//! base64 of little-endian `f32` or as JSON arrays. A probe or an
+//! enrollment gives a face as `{"image": …}` (run through the face
+//! pipeline: decode, detect, align, quality gates, embed) or as
+//! `{"template": …}` (an embedding of the server's face model).
+//! Fingerprint inputs are refused with 422 `not_supported` until the
+//! fingerprint pipeline exists.
+//!
+//! Decisions use a threshold: the request's raw `threshold`, else the
+//! face model's calibrated threshold for the requested `fmr` (manifest
+//! `thresholds`, keys `fmr_<value>`), else the one for FMR 10⁻³.
+//! Image decoding, inference and searches run on the server's rayon pool,
+//! never on the async workers.
+
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use biomatch_engine::face::{FacePipeline, Quality};
+use biomatch_engine::gallery::{Enrollment, Gallery, Position, Probe, Search, TemplateInput};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use error::{ApiError, RequestId};
+
+/// What the `/v1` handlers share.
+#[derive(Clone)]
+pub struct Api {
+    /// The gallery.
+    pub gallery: Arc<Gallery>,
+    /// The face pipeline.
+    pub face: Arc<FacePipeline>,
+    /// Name of the face collection (one per embedding model).
+    pub face_collection: String,
+    /// CPU pool for decoding, inference and search.
+    pub pool: Arc<rayon::ThreadPool>,
+    /// Largest `max_candidates` a request may ask for.
+    pub max_candidates: usize,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("face_collection", &self.face_collection)
+            .finish()
+    }
+}
+
+/// The `/v1` routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/subjects", post(enroll))
+        .route(
+            "/subjects/{id}",
+            get(get_subject).put(replace).delete(delete_subject),
+        )
+        .route("/verify", post(verify))
+        .route("/identify", post(identify))
+        .route("/compare", post(compare))
+        .route("/templates", post(templates))
+        .with_state(api)
+}
+
+/// `axum::Json` whose rejections are API errors with the parser's message.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "invalid_request",
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// Runs CPU work on the pool and awaits it.
+async fn cpu<T: Send + 'static>(
+    api: &Api,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    api.pool.spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+    });
+    match rx.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ApiError::internal("a CPU task panicked")),
+        Err(_) => Err(ApiError::internal("a CPU task was dropped")),
+    }
+}
+
+/// A template as JSON: base64 of little-endian f32, or an array.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateValue {
+    /// Base64 of `dim × 4` bytes.
+    Base64(String),
+    /// Plain numbers.
+    Array(Vec<f32>),
+}
+
+impl TemplateValue {
+    fn decode(&self, field: &str) -> Result<Vec<f32>, ApiError> {
+        match self {
+            TemplateValue::Array(v) => Ok(v.clone()),
+            TemplateValue::Base64(s) => {
+                let bytes = BASE64.decode(s.trim()).map_err(|e| {
+                    ApiError::bad_request(format!("`{field}`: invalid base64: {e}"))
+                })?;
+                if bytes.len() % 4 != 0 {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_template",
+                        format!(
+                            "`{field}`: {} bytes is not a whole number of f32 values",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                Ok(bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Base64 of little-endian f32.
+fn encode_template(v: &[f32]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    BASE64.encode(bytes)
+}
+
+/// A face given as an image or as a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceInput {
+    /// Base64 image bytes (JPEG, PNG, BMP, TIFF).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// An embedding of the server's face model.
+    #[serde(default)]
+    pub template: Option<TemplateValue>,
+}
+
+/// A probe: the modalities of one person.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeInput {
+    /// The face.
+    #[serde(default)]
+    pub face: Option<FaceInput>,
+    /// Fingers: not supported yet.
+    #[serde(default)]
+    pub fingers: Option<Value>,
+}
+
+/// A face turned into a template.
+#[derive(Debug, Clone, Serialize)]
+struct FaceTemplateOut {
+    #[serde(skip)]
+    vector: Vec<f32>,
+    /// Quality measures (absent when a template was given).
+    quality: Option<Quality>,
+    /// Faces the detector found.
+    faces_found: Option<usize>,
+    /// Probability of a live face, when asked for.
+    liveness: Option<f32>,
+}
+
+fn reject_fingers(fingers: &Option<Value>, field: &str) -> Result<(), ApiError> {
+    match fingers {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(a)) if a.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::not_supported(
+            field,
+            "fingerprint input is not supported yet (it arrives with the fingerprint pipeline); send `face` only",
+        )),
+    }
+}
+
+/// Image or template → embedding (on the CPU pool).
+fn face_template(
+    api: &Api,
+    face: &FaceInput,
+    field: &str,
+    liveness: bool,
+) -> Result<FaceTemplateOut, ApiError> {
+    match (&face.image, &face.template) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(format!(
+            "`{field}`: give `image` or `template`, not both"
+        ))),
+        (None, None) => Err(ApiError::invalid(format!(
+            "`{field}`: give `image` or `template`"
+        ))),
+        (None, Some(t)) => {
+            if liveness {
+                return Err(ApiError::invalid("liveness needs an image, not a template"));
+            }
+            let vector = t.decode(&format!("{field}.template"))?;
+            let dim = api.face.embedder().dim();
+            if vector.len() != dim {
+                return Err(biomatch_engine::Error::DimensionMismatch {
+                    expected: dim,
+                    got: vector.len(),
+                }
+                .into());
+            }
+            if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(biomatch_engine::Error::NonFinite { index, value }.into());
+            }
+            Ok(FaceTemplateOut {
+                vector,
+                quality: None,
+                faces_found: None,
+                liveness: None,
+            })
+        }
+        (Some(image), None) => {
+            let bytes = BASE64.decode(image.trim()).map_err(|e| {
+                ApiError::bad_request(format!("`{field}.image`: invalid base64: {e}"))
+            })?;
+            let t = api.face.process(&bytes, liveness)?;
+            Ok(FaceTemplateOut {
+                vector: t.embedding,
+                quality: Some(t.aligned.quality),
+                faces_found: Some(t.aligned.faces_found),
+                liveness: t.liveness,
+            })
+        }
+    }
+}
+
+/// The threshold for a decision: raw, or calibrated for `key_prefix` (`fmr`/`fpir`).
+fn threshold(
+    api: &Api,
+    raw: Option<f32>,
+    rate: Option<f64>,
+    key_prefix: &str,
+) -> Result<f32, ApiError> {
+    if let Some(t) = raw {
+        if !t.is_finite() {
+            return Err(ApiError::invalid("`threshold` must be a finite number"));
+        }
+        if rate.is_some() {
+            return Err(ApiError::invalid(format!(
+                "give `threshold` or `{key_prefix}`, not both"
+            )));
+        }
+        return Ok(t);
+    }
+    let manifest = api.face.embedder().manifest();
+    let calibrated: Vec<(f64, f32)> = manifest
+        .thresholds
+        .iter()
+        .filter_map(|(k, &v)| {
+            Some((
+                k.strip_prefix(&format!("{key_prefix}_"))?
+                    .parse::<f64>()
+                    .ok()?,
+                v,
+            ))
+        })
+        .collect();
+    let wanted = rate.unwrap_or(1e-3);
+    if !(wanted > 0.0 && wanted < 1.0) {
+        return Err(ApiError::invalid(format!(
+            "`{key_prefix}` must be in (0, 1)"
+        )));
+    }
+    // The calibrated point with the largest rate not above the one asked for.
+    calibrated
+        .iter()
+        .filter(|(r, _)| *r <= wanted * (1.0 + 1e-9))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|&(_, t)| t)
+        .ok_or_else(|| {
+            let known: Vec<String> = calibrated.iter().map(|(r, _)| format!("{r:e}")).collect();
+            ApiError::invalid(format!(
+                "model `{}` has no calibrated threshold at {key_prefix} ≤ {wanted:e} (calibrated: {}); give `threshold`",
+                manifest.id,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })
+}
+
+/// Body of `POST /v1/subjects` and `PUT /v1/subjects/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// External subject id (PUT: must equal the path's, or be absent).
+    #[serde(default)]
+    pub subject_id: Option<String>,
+    /// The face.
+    #[serde(default)]
+    pub face: Option<FaceInput>,
+    /// Fingers: not supported yet.
+    #[serde(default)]
+    pub fingers: Option<Value>,
+    /// De-duplication against the gallery before enrolling.
+    #[serde(default)]
+    pub dedup: Option<DedupRequest>,
+}
+
+/// `dedup` of an enrollment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupRequest {
+    /// Raw score threshold for a duplicate.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// False-positive identification rate (mapped to a calibrated threshold).
+    #[serde(default)]
+    pub fpir: Option<f64>,
+    /// `reject` (409 with the candidates) or `flag` (enroll, report them).
+    pub policy: DedupPolicy,
+}
+
+/// What to do with duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupPolicy {
+    /// Refuse the enrollment.
+    Reject,
+    /// Enroll and report.
+    Flag,
+}
+
+fn candidates_json(hits: &[biomatch_engine::gallery::SubjectHit]) -> Vec<Value> {
+    hits.iter()
+        .map(|h| json!({"subject_id": h.subject, "score": h.score, "modalities": ["face"]}))
+        .collect()
+}
+
+async fn enroll(
+    State(api): State<Api>,
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let subject = body
+        .subject_id
+        .clone()
+        .ok_or_else(|| ApiError::invalid("`subject_id` is required"))?;
+    let out = cpu(&api.clone(), move || store(&api, subject, body, false)).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn replace(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if body.subject_id.as_ref().is_some_and(|s| *s != id) {
+        return Err(ApiError::invalid(
+            "`subject_id` differs from the id in the path",
+        ));
+    }
+    let out = cpu(&api.clone(), move || store(&api, id, body, true)).await?;
+    Ok(Json(out))
+}
+
+/// Enroll or replace: embed, de-duplicate, store.
+fn store(
+    api: &Api,
+    subject: String,
+    body: EnrollRequest,
+    replace: bool,
+) -> Result<Value, ApiError> {
+    biomatch_engine::gallery::validate_subject(&subject)?;
+    reject_fingers(&body.fingers, "fingers")?;
+    let face = body
+        .face
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("`face` is required (fingers are not supported yet)"))?;
+    let template = face_template(api, face, "face", false)?;
+    let mut duplicates = Vec::new();
+    if let Some(dedup) = &body.dedup {
+        let t = threshold(api, dedup.threshold, dedup.fpir, "fpir")?;
+        let probe = Probe {
+            collection: api.face_collection.clone(),
+            vector: template.vector.clone(),
+        };
+        let hits = api.gallery.identify(&probe, Search::Threshold(t))?;
+        duplicates = hits
+            .into_iter()
+            .filter(|h| h.subject != subject)
+            .take(api.max_candidates)
+            .collect();
+        if dedup.policy == DedupPolicy::Reject && !duplicates.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!(
+                    "{} enrolled subject(s) match at threshold {t}: {}",
+                    duplicates.len(),
+                    duplicates
+                        .iter()
+                        .map(|h| format!("{} ({:.4})", h.subject, h.score))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    let enrollment = Enrollment {
+        subject: subject.clone(),
+        templates: vec![TemplateInput {
+            collection: api.face_collection.clone(),
+            position: Position::Face,
+            quality: template.quality.map(|q| q.detector_score),
+            vector: template.vector.clone(),
+        }],
+    };
+    let receipt = if replace {
+        api.gallery.replace(&enrollment, "api")?
+    } else {
+        api.gallery.enroll(&enrollment, "api")?
+    };
+    Ok(json!({
+        "subject_id": receipt.subject,
+        "templates": [{
+            "template_id": receipt.template_ids[0],
+            "modality": "face",
+            "position": "face",
+            "quality": template.quality,
+            "faces_found": template.faces_found,
+        }],
+        "duplicates": candidates_json(&duplicates),
+    }))
+}
+
+async fn get_subject(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let gallery = Arc::clone(&api.gallery);
+    let record = cpu(&api, move || {
+        Ok(gallery
+            .get(&id)?
+            .ok_or(biomatch_engine::Error::UnknownSubject { subject: id })?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "subject_id": record.subject,
+        "created_ms": record.created_ms,
+        "updated_ms": record.updated_ms,
+        "templates": record.templates.iter().map(|t| json!({
+            "template_id": t.id,
+            "collection": t.collection,
+            "position": t.position,
+            "quality": t.quality,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn delete_subject(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let gallery = Arc::clone(&api.gallery);
+    cpu(&api, move || Ok(gallery.delete(&id, "api")?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Who the probe claims to be.
+    pub subject_id: String,
+    /// The probe.
+    pub probe: ProbeInput,
+    /// Target false-match rate (default 1e-3).
+    #[serde(default)]
+    pub fmr: Option<f64>,
+    /// Raw threshold instead of `fmr`.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// Also score liveness (image probes only).
+    #[serde(default)]
+    pub liveness: bool,
+}
+
+async fn verify(
+    State(api): State<Api>,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let out = cpu(&api.clone(), move || {
+        reject_fingers(&body.probe.fingers, "probe.fingers")?;
+        let threshold = threshold(&api, body.threshold, body.fmr, "fmr")?;
+        let face = body
+            .probe
+            .face
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("`probe.face` is required"))?;
+        let t = face_template(&api, face, "probe.face", body.liveness)?;
+        let probe = Probe {
+            collection: api.face_collection.clone(),
+            vector: t.vector.clone(),
+        };
+        let v = api.gallery.verify(&body.subject_id, &[probe])?;
+        let score = v.collections.iter().find_map(|c| c.best).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_template",
+                format!("subject `{}` has no face template", body.subject_id),
+            )
+        })?;
+        Ok(json!({
+            "subject_id": body.subject_id,
+            "match": score >= threshold,
+            "score": score,
+            "threshold": threshold,
+            "modalities": [{"modality": "face", "score": score}],
+            "quality": t.quality,
+            "liveness": t.liveness,
+        }))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /v1/identify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifyRequest {
+    /// The probe.
+    pub probe: ProbeInput,
+    /// Most candidates to return (default 10).
+    #[serde(default)]
+    pub max_candidates: Option<usize>,
+    /// Target false-positive identification rate: only candidates above its threshold.
+    #[serde(default)]
+    pub fpir: Option<f64>,
+    /// Raw threshold: only candidates at or above it.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+}
+
+async fn identify(
+    State(api): State<Api>,
+    ApiJson(body): ApiJson<IdentifyRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let out = cpu(&api.clone(), move || {
+        reject_fingers(&body.probe.fingers, "probe.fingers")?;
+        let k = body.max_candidates.unwrap_or(10);
+        if k == 0 || k > api.max_candidates {
+            return Err(ApiError::invalid(format!("`max_candidates` must be 1..={}", api.max_candidates)));
+        }
+        let min_score = if body.threshold.is_some() || body.fpir.is_some() {
+            Some(threshold(&api, body.threshold, body.fpir, "fpir")?)
+        } else {
+            None
+        };
+        let face = body.probe.face.as_ref().ok_or_else(|| ApiError::invalid("`probe.face` is required"))?;
+        let t = face_template(&api, face, "probe.face", false)?;
+        let probe = Probe { collection: api.face_collection.clone(), vector: t.vector };
+        let mut hits = match min_score {
+            Some(s) => api.gallery.identify(&probe, Search::Threshold(s))?,
+            None => api.gallery.identify(&probe, Search::TopK(k))?,
+        };
+        hits.truncate(k);
+        Ok(json!({"candidates": candidates_json(&hits), "threshold": min_score, "quality": t.quality}))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /v1/compare`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareRequest {
+    /// First probe.
+    pub a: ProbeInput,
+    /// Second probe.
+    pub b: ProbeInput,
+    /// Target false-match rate (default 1e-3).
+    #[serde(default)]
+    pub fmr: Option<f64>,
+    /// Raw threshold instead of `fmr`.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+}
+
+async fn compare(
+    State(api): State<Api>,
+    ApiJson(body): ApiJson<CompareRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let out = cpu(&api.clone(), move || {
+        reject_fingers(&body.a.fingers, "a.fingers")?;
+        reject_fingers(&body.b.fingers, "b.fingers")?;
+        let threshold = threshold(&api, body.threshold, body.fmr, "fmr")?;
+        let fa = body
+            .a
+            .face
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("`a.face` is required"))?;
+        let fb = body
+            .b
+            .face
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("`b.face` is required"))?;
+        let mut ta = face_template(&api, fa, "a.face", false)?;
+        let mut tb = face_template(&api, fb, "b.face", false)?;
+        biomatch_engine::embed::l2_normalize(&mut ta.vector)?;
+        biomatch_engine::embed::l2_normalize(&mut tb.vector)?;
+        let score: f32 = ta.vector.iter().zip(&tb.vector).map(|(x, y)| x * y).sum();
+        Ok(json!({"match": score >= threshold, "score": score, "threshold": threshold}))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /v1/templates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesRequest {
+    /// The face image.
+    #[serde(default)]
+    pub face: Option<FaceInput>,
+    /// Fingers: not supported yet.
+    #[serde(default)]
+    pub fingers: Option<Value>,
+    /// Also score liveness.
+    #[serde(default)]
+    pub liveness: bool,
+    /// `base64` (default) or `array`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+}
+
+async fn templates(
+    State(api): State<Api>,
+    ApiJson(body): ApiJson<TemplatesRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let out = cpu(&api.clone(), move || {
+        reject_fingers(&body.fingers, "fingers")?;
+        let face = body
+            .face
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("`face` is required"))?;
+        if face.image.is_none() {
+            return Err(ApiError::invalid("`face.image` is required"));
+        }
+        let t = face_template(&api, face, "face", body.liveness)?;
+        let template = match body.encoding.as_deref() {
+            None | Some("base64") => Value::String(encode_template(&t.vector)),
+            Some("array") => json!(t.vector),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "`encoding` `{other}`: use base64 or array"
+                )));
+            }
+        };
+        let manifest = api.face.embedder().manifest();
+        Ok(json!({"templates": [{
+            "modality": "face",
+            "model": format!("{}@{}", manifest.id, manifest.version),
+            "dim": t.vector.len(),
+            "template": template,
+            "quality": t.quality,
+            "faces_found": t.faces_found,
+            "liveness": t.liveness,
+        }]}))
+    })
+    .await?;
+    Ok(Json(out))
+}

@@ -1,0 +1,358 @@
+//! The `/v1` API end to end: the real binary, real HTTP, real models and
+//! LFW images; every endpoint, the error shape, bad inputs and restarts.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use biomatch_tests::{Server, repo_root};
+use serde_json::{Value, json};
+
+fn lfw(name: &str, n: u32) -> String {
+    let path = repo_root().join(format!(
+        "../shared/datasets/lfw/images/{name}/{name}_{n:04}.jpg"
+    ));
+    B64.encode(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+fn face(image: String) -> Value {
+    json!({"face": {"image": image}})
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["request_id"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[test]
+fn enroll_verify_identify_compare_templates_delete_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start_in(&data_dir, &[]).unwrap();
+    let (bush1, bush2, powell) = (
+        lfw("George_W_Bush", 1),
+        lfw("George_W_Bush", 2),
+        lfw("Colin_Powell", 1),
+    );
+
+    // Enroll from an image.
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/subjects",
+            &json!({"subject_id": "001099000001", "face": {"image": bush1}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["subject_id"], "001099000001");
+    assert!(
+        b["templates"][0]["quality"]["detector_score"]
+            .as_f64()
+            .unwrap()
+            > 0.7
+    );
+    assert_eq!(b["duplicates"], json!([]));
+    // The same id again is a conflict.
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/subjects",
+            &json!({"subject_id": "001099000001", "face": {"image": bush1}}),
+        )
+        .unwrap();
+    assert_error(s, &b, 409, "subject_exists");
+
+    // Templates: extract Powell's, enroll it as a template.
+    let (s, b) = server
+        .json("POST", "/v1/templates", &face(powell.clone()))
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["templates"][0]["dim"], 128);
+    let template = b["templates"][0]["template"].as_str().unwrap().to_string();
+    assert_eq!(B64.decode(&template).unwrap().len(), 128 * 4);
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/subjects",
+            &json!({"subject_id": "001099000002", "face": {"template": template}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+
+    // 1:1 verify: genuine matches, impostor does not.
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/verify",
+            &json!({"subject_id": "001099000001", "probe": face(bush2.clone()), "liveness": true}),
+        )
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["match"], true, "{b}");
+    assert!(
+        b["liveness"]
+            .as_f64()
+            .is_some_and(|l| (0.0..=1.0).contains(&l)),
+        "{b}"
+    );
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/verify",
+            &json!({"subject_id": "001099000002", "probe": face(bush2.clone())}),
+        )
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(b["match"], false, "{b}");
+    assert!(b["score"].as_f64().unwrap() < b["threshold"].as_f64().unwrap());
+
+    // 1:N identify: Bush first.
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": face(bush2.clone()), "max_candidates": 2}),
+        )
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["candidates"][0]["subject_id"], "001099000001", "{b}");
+    assert_eq!(b["candidates"].as_array().unwrap().len(), 2);
+    let (_, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": face(bush2.clone()), "fpir": 0.01}),
+        )
+        .unwrap();
+    assert_error(422, &b, 422, "invalid_argument");
+    let (_, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": face(bush2.clone()), "threshold": 0.33}),
+        )
+        .unwrap();
+    assert_eq!(b["candidates"].as_array().unwrap().len(), 1, "{b}");
+
+    // Compare without the gallery.
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/compare",
+            &json!({"a": face(bush1.clone()), "b": face(bush2.clone())}),
+        )
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["match"], true, "{b}");
+
+    // Dedup: Bush again under a new id is refused, or flagged.
+    let dedup = |policy: &str| json!({"subject_id": "001099000003", "face": {"image": bush2}, "dedup": {"threshold": 0.33, "policy": policy}});
+    let (s, b) = server
+        .json("POST", "/v1/subjects", &dedup("reject"))
+        .unwrap();
+    assert_error(s, &b, 409, "duplicate");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("001099000001")
+    );
+    let (s, b) = server.json("POST", "/v1/subjects", &dedup("flag")).unwrap();
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["duplicates"][0]["subject_id"], "001099000001", "{b}");
+
+    // Replace, get, delete.
+    let (s, b) = server
+        .json(
+            "PUT",
+            "/v1/subjects/001099000003",
+            &face(lfw("George_W_Bush", 3)),
+        )
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = server
+        .send("GET", "/v1/subjects/001099000003", b"")
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(b["templates"][0]["position"], "face");
+    let (s, _) = server
+        .send("DELETE", "/v1/subjects/001099000003", b"")
+        .unwrap();
+    assert_eq!(s, 204);
+    let (s, b) = server
+        .send("GET", "/v1/subjects/001099000003", b"")
+        .unwrap();
+    assert_error(s, &b, 404, "unknown_subject");
+
+    // A restart keeps every acknowledged write.
+    server
+        .terminate(std::time::Duration::from_secs(30))
+        .unwrap();
+    let server = Server::start_in(&data_dir, &[]).unwrap();
+    let (s, b) = server
+        .send("GET", "/v1/subjects/001099000002", b"")
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": face(bush2), "max_candidates": 5}),
+        )
+        .unwrap();
+    assert_eq!(b["candidates"][0]["subject_id"], "001099000001", "{b}");
+    assert_eq!(
+        b["candidates"].as_array().unwrap().len(),
+        2,
+        "the deleted subject stays deleted: {b}"
+    );
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG header claiming 100 000 × 100 000 pixels.
+fn bomb() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = 100_000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn bad_inputs_get_clear_errors_and_change_nothing() {
+    let server = Server::start(&[]).unwrap();
+    let enroll = |face: Value| json!({"subject_id": "x1", "face": face});
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "bad base64",
+            enroll(json!({"image": "not base64 !!"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "not an image",
+            enroll(json!({"image": B64.encode(b"hello, world")})),
+            422,
+            "unsupported_image",
+        ),
+        (
+            "truncated jpeg",
+            enroll(
+                json!({"image": B64.encode(&B64.decode(lfw("Colin_Powell", 1)).unwrap()[..3000])}),
+            ),
+            422,
+            "malformed_image",
+        ),
+        (
+            "decompression bomb",
+            enroll(json!({"image": B64.encode(bomb())})),
+            413,
+            "image_too_large",
+        ),
+        (
+            "wrong dimension",
+            enroll(json!({"template": vec![0.1f32; 64]})),
+            422,
+            "invalid_template",
+        ),
+        (
+            "NaN",
+            enroll(
+                json!({"template": B64.encode([f32::NAN; 128].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())}),
+            ),
+            422,
+            "invalid_template",
+        ),
+        (
+            "image and template",
+            enroll(json!({"image": "", "template": [0.0]})),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "fingers",
+            json!({"subject_id": "x1", "fingers": [{"position": "right_index", "image": "AAAA"}]}),
+            422,
+            "not_supported",
+        ),
+        (
+            "unknown field",
+            json!({"subject_id": "x1", "face": {"image": "AAAA"}, "colour": "red"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            "bad subject id",
+            json!({"subject_id": "has space", "face": {"template": vec![0.1f32; 128]}}),
+            422,
+            "invalid_argument",
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let (s, b) = server.json("POST", "/v1/subjects", &body).unwrap();
+        assert_eq!(s, status, "{what}: {b}");
+        assert_error(s, &b, status, code);
+    }
+    let (s, b) = server
+        .send("POST", "/v1/subjects", b"{\"subject_id\": ")
+        .unwrap();
+    assert_error(s, &b, 400, "invalid_request");
+    let big = vec![b' '; 25 << 20];
+    let (s, b) = server.send("POST", "/v1/subjects", &big).unwrap();
+    assert_error(s, &b, 413, "body_too_large");
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/verify",
+            &json!({"subject_id": "nobody", "probe": {"face": {"template": vec![0.1f32; 128]}}}),
+        )
+        .unwrap();
+    assert_error(s, &b, 404, "unknown_subject");
+    let (s, b) = server.send("GET", "/v1/nothing-here", b"").unwrap();
+    assert_error(s, &b, 404, "not_found");
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": {"face": {"template": vec![0.1f32; 128]}}, "max_candidates": 100000}),
+        )
+        .unwrap();
+    assert_error(s, &b, 422, "invalid_argument");
+    // Nothing above was stored.
+    let (_, health) = server.get("/health").unwrap();
+    assert_eq!(health["gallery"]["subjects"], 0, "{health}");
+}
