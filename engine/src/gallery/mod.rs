@@ -297,7 +297,11 @@ impl Gallery {
     }
 
     /// Enrolls one subject with all its templates. See [`Gallery::enroll_batch`].
-    pub fn enroll(&self, enrollment: &Enrollment, actor: &str) -> Result<EnrollReceipt> {
+    pub fn enroll<'a>(
+        &self,
+        enrollment: &Enrollment,
+        actor: impl Into<Actor<'a>>,
+    ) -> Result<EnrollReceipt> {
         Ok(self
             .enroll_batch(std::slice::from_ref(enrollment), actor)?
             .remove(0))
@@ -311,7 +315,11 @@ impl Gallery {
     /// a finger position given twice, an invalid vector (dimension, NaN,
     /// zero for cosine and inner product), a subject id already enrolled or
     /// repeated in the batch ([`Error::SubjectExists`]).
-    pub fn enroll_batch(&self, batch: &[Enrollment], actor: &str) -> Result<Vec<EnrollReceipt>> {
+    pub fn enroll_batch<'a>(
+        &self,
+        batch: &[Enrollment],
+        actor: impl Into<Actor<'a>>,
+    ) -> Result<Vec<EnrollReceipt>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -321,7 +329,7 @@ impl Gallery {
             .map(|e| Ok((e.subject.clone(), writer.resolve(e)?)))
             .collect::<Result<_>>()?;
         let audit = audit(
-            actor,
+            actor.into(),
             "enroll",
             batch.iter().map(|e| e.subject.clone()).collect(),
         );
@@ -333,10 +341,14 @@ impl Gallery {
     }
 
     /// Replaces all templates of an enrolled subject, durably and at once.
-    pub fn replace(&self, enrollment: &Enrollment, actor: &str) -> Result<EnrollReceipt> {
+    pub fn replace<'a>(
+        &self,
+        enrollment: &Enrollment,
+        actor: impl Into<Actor<'a>>,
+    ) -> Result<EnrollReceipt> {
         let mut writer = self.lock()?;
         let templates = writer.resolve(enrollment)?;
-        let audit = audit(actor, "replace", vec![enrollment.subject.clone()]);
+        let audit = audit(actor.into(), "replace", vec![enrollment.subject.clone()]);
         let replaced = writer
             .catalog
             .replace(&enrollment.subject, &templates, &audit)?;
@@ -350,11 +362,12 @@ impl Gallery {
 
     /// Deletes a subject and all its templates. Searches stop finding it at
     /// once; index space is reclaimed by [`Gallery::compact`].
-    pub fn delete(&self, subject: &str, actor: &str) -> Result<()> {
+    pub fn delete<'a>(&self, subject: &str, actor: impl Into<Actor<'a>>) -> Result<()> {
         let mut writer = self.lock()?;
-        let removed = writer
-            .catalog
-            .delete(subject, &audit(actor, "delete", vec![subject.to_string()]))?;
+        let removed = writer.catalog.delete(
+            subject,
+            &audit(actor.into(), "delete", vec![subject.to_string()]),
+        )?;
         writer.subjects -= 1;
         let result = writer.unindex(&removed);
         self.publish(&writer);
@@ -409,13 +422,33 @@ impl Gallery {
     }
 }
 
-fn audit(actor: &str, operation: &str, subjects: Vec<String>) -> Audit {
+fn audit(actor: Actor<'_>, operation: &str, subjects: Vec<String>) -> Audit {
     Audit {
-        actor: actor.to_string(),
+        actor: actor.name.to_string(),
         operation: operation.to_string(),
         subjects,
         outcome: "ok".to_string(),
-        request_id: None,
+        request_id: actor.request_id.map(str::to_string),
+    }
+}
+
+/// Who asks for a write, recorded in its audit row: a name (an API key
+/// id, `cli`, …) and, over the API, the request id. A plain `&str` is a
+/// name without a request id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor<'a> {
+    /// Who.
+    pub name: &'a str,
+    /// The API request, if any.
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(name: &'a str) -> Self {
+        Actor {
+            name,
+            request_id: None,
+        }
     }
 }
 

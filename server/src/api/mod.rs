@@ -19,14 +19,17 @@ pub mod error;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Extension, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use biomatch_engine::face::{FacePipeline, Quality};
-use biomatch_engine::gallery::{Enrollment, Gallery, Position, Probe, Search, TemplateInput};
+use biomatch_engine::gallery::{
+    Actor, Enrollment, Gallery, Position, Probe, Search, TemplateInput,
+};
+use biomatch_engine::storage::catalog::Audit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -308,6 +311,29 @@ fn threshold(
         })
 }
 
+/// Audit name of API callers (API keys arrive with authentication).
+const ACTOR: &str = "anonymous";
+
+/// Writes an audit row for a read (verify, identify) or a refused write:
+/// who, what, which subjects, the decision, the request id; never images
+/// or vectors.
+fn audit(
+    api: &Api,
+    rid: &RequestId,
+    operation: &str,
+    subjects: Vec<String>,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    api.gallery.audit(&Audit {
+        actor: ACTOR.to_string(),
+        operation: operation.to_string(),
+        subjects,
+        outcome: outcome.to_string(),
+        request_id: Some(rid.0.clone()),
+    })?;
+    Ok(())
+}
+
 /// Body of `POST /v1/subjects` and `PUT /v1/subjects/{id}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -358,18 +384,23 @@ fn candidates_json(hits: &[biomatch_engine::gallery::SubjectHit]) -> Vec<Value> 
 
 async fn enroll(
     State(api): State<Api>,
+    Extension(rid): Extension<RequestId>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let subject = body
         .subject_id
         .clone()
         .ok_or_else(|| ApiError::invalid("`subject_id` is required"))?;
-    let out = cpu(&api.clone(), move || store(&api, subject, body, false)).await?;
+    let out = cpu(&api.clone(), move || {
+        store(&api, &rid, subject, body, false)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn replace(
     State(api): State<Api>,
+    Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -378,13 +409,14 @@ async fn replace(
             "`subject_id` differs from the id in the path",
         ));
     }
-    let out = cpu(&api.clone(), move || store(&api, id, body, true)).await?;
+    let out = cpu(&api.clone(), move || store(&api, &rid, id, body, true)).await?;
     Ok(Json(out))
 }
 
 /// Enroll or replace: embed, de-duplicate, store.
 fn store(
     api: &Api,
+    rid: &RequestId,
     subject: String,
     body: EnrollRequest,
     replace: bool,
@@ -410,6 +442,15 @@ fn store(
             .take(api.max_candidates)
             .collect();
         if dedup.policy == DedupPolicy::Reject && !duplicates.is_empty() {
+            let mut subjects = vec![subject.clone()];
+            subjects.extend(duplicates.iter().map(|h| h.subject.clone()));
+            audit(
+                api,
+                rid,
+                if replace { "replace" } else { "enroll" },
+                subjects,
+                "rejected: duplicate",
+            )?;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "duplicate",
@@ -434,10 +475,14 @@ fn store(
             vector: template.vector.clone(),
         }],
     };
+    let actor = Actor {
+        name: ACTOR,
+        request_id: Some(&rid.0),
+    };
     let receipt = if replace {
-        api.gallery.replace(&enrollment, "api")?
+        api.gallery.replace(&enrollment, actor)?
     } else {
-        api.gallery.enroll(&enrollment, "api")?
+        api.gallery.enroll(&enrollment, actor)?
     };
     Ok(json!({
         "subject_id": receipt.subject,
@@ -478,10 +523,18 @@ async fn get_subject(
 
 async fn delete_subject(
     State(api): State<Api>,
+    Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let gallery = Arc::clone(&api.gallery);
-    cpu(&api, move || Ok(gallery.delete(&id, "api")?)).await?;
+    cpu(&api, move || {
+        let actor = Actor {
+            name: ACTOR,
+            request_id: Some(&rid.0),
+        };
+        Ok(gallery.delete(&id, actor)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -506,6 +559,7 @@ pub struct VerifyRequest {
 
 async fn verify(
     State(api): State<Api>,
+    Extension(rid): Extension<RequestId>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
@@ -529,6 +583,18 @@ async fn verify(
                 format!("subject `{}` has no face template", body.subject_id),
             )
         })?;
+        let decision = if score >= threshold {
+            "match"
+        } else {
+            "no match"
+        };
+        audit(
+            &api,
+            &rid,
+            "verify",
+            vec![body.subject_id.clone()],
+            decision,
+        )?;
         Ok(json!({
             "subject_id": body.subject_id,
             "match": score >= threshold,
@@ -562,6 +628,7 @@ pub struct IdentifyRequest {
 
 async fn identify(
     State(api): State<Api>,
+    Extension(rid): Extension<RequestId>,
     ApiJson(body): ApiJson<IdentifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
@@ -583,6 +650,8 @@ async fn identify(
             None => api.gallery.identify(&probe, Search::TopK(k))?,
         };
         hits.truncate(k);
+        let subjects = hits.iter().map(|h| h.subject.clone()).collect();
+        audit(&api, &rid, "identify", subjects, &format!("{} candidate(s)", hits.len()))?;
         Ok(json!({"candidates": candidates_json(&hits), "threshold": min_score, "quality": t.quality}))
     })
     .await?;

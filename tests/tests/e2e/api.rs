@@ -198,6 +198,36 @@ fn enroll_verify_identify_compare_templates_delete_and_restart() {
     server
         .terminate(std::time::Duration::from_secs(30))
         .unwrap();
+
+    // Every enroll, verify, identify and delete left an audit row with the
+    // request id; none holds an image or a vector.
+    {
+        use biomatch_engine::gallery::{Gallery, GalleryOptions};
+        let gallery = Gallery::open(&data_dir, GalleryOptions::default()).unwrap();
+        let entries = gallery.audit_entries(1000).unwrap();
+        let ops: Vec<&str> = entries.iter().map(|e| e.entry.operation.as_str()).collect();
+        for op in ["enroll", "verify", "identify", "replace", "delete"] {
+            assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        }
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.entry.outcome == "rejected: duplicate"),
+            "{ops:?}"
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.entry.operation == "verify" && e.entry.outcome == "match")
+        );
+        for e in &entries {
+            assert!(
+                e.entry.request_id.as_deref().is_some_and(|r| !r.is_empty()),
+                "{e:?}"
+            );
+            assert!(e.entry.outcome.len() < 64 && e.entry.subjects.iter().all(|s| s.len() <= 128));
+        }
+    }
     let server = Server::start_in(&data_dir, &[]).unwrap();
     let (s, b) = server
         .send("GET", "/v1/subjects/001099000002", b"")
