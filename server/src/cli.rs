@@ -28,6 +28,15 @@ pub enum Command {
         /// Data directory (storage.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// TOML configuration file (see the README, "Configuration").
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// API keys: print the sha256 to put in `[[auth.keys]]` for a key read from stdin.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        which: KeysCommand,
     },
     /// Evaluations on public datasets.
     Eval {
@@ -49,6 +58,13 @@ pub enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+}
+
+/// API key tools.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Read a key from stdin (one line) and print its sha256 for the config file.
+    Hash,
 }
 
 /// Evaluations.
@@ -98,8 +114,28 @@ pub enum BenchCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, data_dir } => {
-            let config = Config::load(&Overrides { listen, data_dir })?;
+        Command::Keys {
+            which: KeysCommand::Hash,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let key = line.trim_end_matches(['\r', '\n']);
+            if key.len() < 16 {
+                anyhow::bail!("a key needs at least 16 characters");
+            }
+            println!("{}", crate::api::auth::hash_key(key));
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let config = Config::load(&Overrides {
+                listen,
+                data_dir,
+                config_file: config,
+            })?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -1,6 +1,10 @@
-//! Server configuration: built-in defaults, then `BIOMATCH__SECTION__KEY`
-//! environment variables, then command-line flags; parsed into typed values
-//! and validated at start-up with errors that name the offending key.
+//! Server configuration: built-in defaults, then a TOML file (`biomatch
+//! serve --config F`), then `BIOMATCH__SECTION__KEY` environment variables,
+//! then command-line flags; parsed into typed values and validated at
+//! start-up with errors that name the offending key. A file key `section.key`
+//! is the variable `BIOMATCH__SECTION__KEY`; unknown file keys are errors.
+//! API keys (`[[auth.keys]]`: `id`, `sha256` of the key, `roles`) come from
+//! the file only.
 //!
 //! | key | env | default |
 //! |---|---|---|
@@ -40,6 +44,66 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// Face pipeline settings (face choice, detector threshold, quality gates).
     pub face: FaceConfig,
+    /// API keys and anonymous access.
+    pub auth: AuthConfig,
+}
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Enroll, replace and read subjects.
+    Enroll,
+    /// Verify, compare, extract templates.
+    Verify,
+    /// Identify.
+    Identify,
+    /// Everything, including deletions and statistics.
+    Admin,
+}
+
+impl Role {
+    /// Parses `enroll`, `verify`, `identify`, `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "enroll" => Role::Enroll,
+            "verify" => Role::Verify,
+            "identify" => Role::Identify,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Enroll => "enroll",
+            Role::Verify => "verify",
+            Role::Identify => "identify",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One API key: its id (recorded in audit rows), the sha256 of the secret
+/// (lower-case hex; the secret itself is never stored), its roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Key id.
+    pub id: String,
+    /// sha256 of the bearer token, hex.
+    pub sha256: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+}
+
+/// `[auth]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// Requests without `Authorization` act as `anonymous` with every role.
+    /// Default: true only when no key is configured (the local default).
+    pub allow_anonymous: bool,
+    /// API keys.
+    pub keys: Vec<ApiKey>,
 }
 
 /// `[embed]` section: the ONNX Runtime library, model manifests and how
@@ -104,6 +168,10 @@ impl Default for Config {
             },
             embed: EmbedConfig::default(),
             face: FaceConfig::default(),
+            auth: AuthConfig {
+                allow_anonymous: true,
+                keys: Vec::new(),
+            },
         }
     }
 }
@@ -115,12 +183,181 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--config`: a TOML file.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Every `section.key` a config file may set (besides `[[auth.keys]]`).
+pub const KEYS: &[&str] = &[
+    "server.listen",
+    "storage.data_dir",
+    "embed.onnxruntime",
+    "embed.models_dir",
+    "embed.detector",
+    "embed.embedder",
+    "embed.sessions",
+    "embed.intra_threads",
+    "embed.max_batch",
+    "embed.max_wait_ms",
+    "face.policy",
+    "face.score_threshold",
+    "face.enforce_quality",
+    "face.min_detector_score",
+    "face.min_inter_eye_px",
+    "face.min_blur",
+    "face.max_abs_yaw_deg",
+    "face.max_abs_roll_deg",
+    "auth.allow_anonymous",
+];
+
+/// A parsed config file: flattened scalar settings (by environment
+/// variable name) and the API keys.
+#[derive(Debug, Default)]
+pub struct FileSettings {
+    values: std::collections::HashMap<String, String>,
+    keys: Vec<ApiKey>,
+}
+
+impl FileSettings {
+    /// Reads and checks a TOML config file.
+    pub fn read(path: &std::path::Path) -> Result<FileSettings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--config: cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<FileSettings> {
+        let table: toml::Table = text.parse().context("not valid TOML")?;
+        let mut out = FileSettings::default();
+        for (section, value) in &table {
+            let Some(entries) = value.as_table() else {
+                bail!("`{section}` must be a section ([{section}])");
+            };
+            for (key, value) in entries {
+                let dotted = format!("{section}.{key}");
+                if dotted == "auth.keys" {
+                    out.keys = parse_keys(value)?;
+                    continue;
+                }
+                if !KEYS.contains(&dotted.as_str()) {
+                    bail!(
+                        "unknown key `{dotted}`; known keys: {}, auth.keys",
+                        KEYS.join(", ")
+                    );
+                }
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    _ => bail!("`{dotted}` must be a string, number or boolean"),
+                };
+                out.values.insert(
+                    format!(
+                        "BIOMATCH__{}__{}",
+                        section.to_uppercase(),
+                        key.to_uppercase()
+                    ),
+                    text,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_keys(value: &toml::Value) -> Result<Vec<ApiKey>> {
+    let Some(array) = value.as_array() else {
+        bail!("`auth.keys` must be an array of tables ([[auth.keys]])");
+    };
+    let mut keys: Vec<ApiKey> = Vec::new();
+    for (i, entry) in array.iter().enumerate() {
+        let field = |name: &str| entry.get(name);
+        let id = field("id")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("auth.keys[{i}].id: a non-empty string is required"))?;
+        let sha256 = field("sha256")
+            .and_then(|v| v.as_str())
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("auth.keys[{i}].sha256: the key's sha256 as 64 hex digits is required (`biomatch keys hash`)"))?
+            .to_ascii_lowercase();
+        let roles = field("roles")
+            .and_then(|v| v.as_array())
+            .with_context(|| {
+                format!(
+                    "auth.keys[{i}].roles: an array of enroll, verify, identify, admin is required"
+                )
+            })?
+            .iter()
+            .map(|r| {
+                r.as_str().and_then(Role::parse).with_context(|| {
+                    format!("auth.keys[{i}].roles: `{r}` is not enroll, verify, identify or admin")
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(extra) = entry.as_table().and_then(|t| {
+            t.keys()
+                .find(|k| !["id", "sha256", "roles"].contains(&k.as_str()))
+        }) {
+            bail!("auth.keys[{i}]: unknown field `{extra}` (id, sha256, roles)");
+        }
+        if keys.iter().any(|k| k.id == id) {
+            bail!("auth.keys[{i}].id: `{id}` is used twice");
+        }
+        if keys.iter().any(|k| k.sha256 == sha256) {
+            bail!("auth.keys[{i}].sha256: two keys have the same secret");
+        }
+        keys.push(ApiKey {
+            id: id.to_string(),
+            sha256,
+            roles,
+        });
+    }
+    Ok(keys)
 }
 
 impl Config {
-    /// Defaults, then the process environment, then `overrides`.
+    /// Defaults, then the config file, then the process environment, then
+    /// `overrides`.
     pub fn load(overrides: &Overrides) -> Result<Config> {
-        Config::from_sources(|key| std::env::var(key).ok(), overrides)
+        let file = match &overrides.config_file {
+            Some(path) => FileSettings::read(path)?,
+            None => FileSettings::default(),
+        };
+        Config::from_file_and_env(&file, |key| std::env::var(key).ok(), overrides)
+    }
+
+    /// Settings from `file`, overridden by `env`, then `overrides`.
+    pub fn from_file_and_env(
+        file: &FileSettings,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Config> {
+        let mut config = Config::from_sources(
+            |key| env(key).or_else(|| file.values.get(key).cloned()),
+            overrides,
+        )?;
+        config.auth.keys = file.keys.clone();
+        config.auth.allow_anonymous = config.auth.keys.is_empty();
+        if let Some(v) = env("BIOMATCH__AUTH__ALLOW_ANONYMOUS")
+            .or_else(|| file.values.get("BIOMATCH__AUTH__ALLOW_ANONYMOUS").cloned())
+        {
+            config.auth.allow_anonymous = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!(
+                    "BIOMATCH__AUTH__ALLOW_ANONYMOUS (auth.allow_anonymous): `{v}` is not true or false"
+                ),
+            };
+        }
+        if !config.auth.allow_anonymous && config.auth.keys.is_empty() {
+            bail!(
+                "auth.allow_anonymous is false but no [[auth.keys]] are configured: nobody could use the API"
+            );
+        }
+        Ok(config)
     }
 
     /// [`Config::load`] with an explicit environment (for tests).
@@ -309,6 +546,7 @@ mod tests {
         let flags = Overrides {
             listen: Some("127.0.0.1:7000".into()),
             data_dir: None,
+            config_file: None,
         };
         let c = Config::from_sources(env(&e), &flags).unwrap();
         assert_eq!(c.server.listen.port(), 7000);
@@ -373,5 +611,80 @@ mod tests {
             err.to_string().contains("face.min_detector_score"),
             "{err:#}"
         );
+    }
+
+    const FILE: &str = r#"
+[server]
+listen = "0.0.0.0:9100"
+
+[embed]
+max_batch = 32
+
+[face]
+min_blur = "off"
+
+[[auth.keys]]
+id = "registration"
+sha256 = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+roles = ["enroll", "verify"]
+"#;
+
+    #[test]
+    fn config_file_then_environment() {
+        let file = FileSettings::parse(FILE).unwrap();
+        let c = Config::from_file_and_env(&file, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen.port(), 9100);
+        assert_eq!(c.embed.max_batch, 32);
+        assert_eq!(c.face.quality.min_blur, None);
+        assert_eq!(c.auth.keys.len(), 1);
+        assert_eq!(c.auth.keys[0].roles, vec![Role::Enroll, Role::Verify]);
+        assert!(
+            c.auth.keys[0].sha256.starts_with("ba7816"),
+            "digests are normalised to lower case"
+        );
+        assert!(
+            !c.auth.allow_anonymous,
+            "keys configured: anonymous access is off unless asked for"
+        );
+        let e = [
+            ("BIOMATCH__SERVER__LISTEN", "127.0.0.1:9200"),
+            ("BIOMATCH__AUTH__ALLOW_ANONYMOUS", "true"),
+        ];
+        let c = Config::from_file_and_env(&file, env(&e), &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen.port(), 9200);
+        assert!(c.auth.allow_anonymous);
+        // Without a file: the local default allows anonymous access.
+        let c =
+            Config::from_file_and_env(&FileSettings::default(), env(&[]), &Overrides::default())
+                .unwrap();
+        assert!(c.auth.allow_anonymous && c.auth.keys.is_empty());
+    }
+
+    #[test]
+    fn config_file_errors_name_the_key() {
+        let err = |text: &str| format!("{:#}", FileSettings::parse(text).unwrap_err());
+        assert!(err("[server]\nlisen = 1").contains("unknown key `server.lisen`"));
+        assert!(
+            err("[[auth.keys]]\nid = \"a\"\nsha256 = \"xyz\"\nroles = []")
+                .contains("auth.keys[0].sha256")
+        );
+        let bad_role = format!(
+            "[[auth.keys]]\nid = \"a\"\nsha256 = \"{}\"\nroles = [\"root\"]",
+            "a".repeat(64)
+        );
+        assert!(err(&bad_role).contains("`\"root\"` is not enroll"));
+        assert!(err("listen = 3").contains("must be a section"));
+        let file = FileSettings::parse("[server]\nlisten = \"nowhere\"").unwrap();
+        let e = format!(
+            "{:#}",
+            Config::from_file_and_env(&file, env(&[]), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("server.listen"), "{e}");
+        let file = FileSettings::parse("[auth]\nallow_anonymous = false").unwrap();
+        let e = format!(
+            "{:#}",
+            Config::from_file_and_env(&file, env(&[]), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("nobody could use the API"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ use biomatch_engine::vector::Metric;
 use serde::Serialize;
 
 use crate::api::{Api, ApiError};
-use crate::config::{Config, EmbedConfig};
+use crate::config::{AuthConfig, Config, EmbedConfig};
 use crate::models::{FaceModels, load_face_pipeline};
 
 /// Shared state of the HTTP handlers.
@@ -40,18 +40,25 @@ struct Inner {
     simd_backend: &'static str,
     gallery: Arc<Gallery>,
     api: Option<Api>,
+    auth: Arc<crate::api::auth::Auth>,
 }
 
 impl AppState {
     /// State for a server on `gallery` using the given SIMD backend name,
     /// with the `/v1` API when the face models are loaded.
-    pub fn new(gallery: Arc<Gallery>, simd_backend: &'static str, api: Option<Api>) -> AppState {
+    pub fn new(
+        gallery: Arc<Gallery>,
+        simd_backend: &'static str,
+        api: Option<Api>,
+        auth: &AuthConfig,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 simd_backend,
                 gallery,
                 api,
+                auth: crate::api::auth::Auth::new(auth),
             }),
         }
     }
@@ -63,11 +70,12 @@ pub const BODY_LIMIT: usize = 24 << 20;
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
     let api = state.inner.api.clone();
+    let auth = Arc::clone(&state.inner.auth);
     let mut router = Router::new()
         .route("/health", get(health))
         .with_state(state);
     if let Some(api) = api {
-        router = router.nest("/v1", crate::api::router(api));
+        router = router.nest("/v1", crate::api::router(api, auth));
     }
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
@@ -181,6 +189,7 @@ pub async fn serve(config: Config) -> Result<()> {
             Arc::clone(&gallery),
             kernels.backend().name(),
             Some(api),
+            &config.auth,
         )),
     )
     .with_graceful_shutdown(shutdown)
@@ -299,7 +308,10 @@ mod tests {
     fn state() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
         let gallery = Gallery::open(dir.path(), GalleryOptions::default()).unwrap();
-        (dir, AppState::new(Arc::new(gallery), "scalar", None))
+        (
+            dir,
+            AppState::new(Arc::new(gallery), "scalar", None, &AuthConfig::default()),
+        )
     }
 
     #[tokio::test]

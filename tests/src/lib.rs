@@ -96,8 +96,14 @@ impl Server {
 
     /// Starts `biomatch serve` with `data_dir` (kept after the server stops).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server> {
+        Server::start_with(data_dir, &[], env)
+    }
+
+    /// Starts `biomatch serve ARGS…` with `data_dir` and extra environment.
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server> {
         let mut cmd = biomatch();
         cmd.arg("serve")
+            .args(args)
             .env("BIOMATCH__SERVER__LISTEN", "127.0.0.1:0")
             .env("BIOMATCH__STORAGE__DATA_DIR", data_dir)
             .stdout(Stdio::piped())

@@ -15,6 +15,7 @@
 //! Image decoding, inference and searches run on the server's rayon pool,
 //! never on the async workers.
 
+pub mod auth;
 pub mod error;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use biomatch_engine::storage::catalog::Audit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use auth::Ctx;
 pub use error::{ApiError, RequestId};
 
 /// What the `/v1` handlers share.
@@ -58,8 +60,8 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// The `/v1` routes.
-pub fn router(api: Api) -> Router {
+/// The `/v1` routes, behind API-key authorization.
+pub fn router(api: Api, auth: Arc<auth::Auth>) -> Router {
     Router::new()
         .route("/subjects", post(enroll))
         .route(
@@ -70,6 +72,7 @@ pub fn router(api: Api) -> Router {
         .route("/identify", post(identify))
         .route("/compare", post(compare))
         .route("/templates", post(templates))
+        .route_layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .with_state(api)
 }
 
@@ -311,25 +314,22 @@ fn threshold(
         })
 }
 
-/// Audit name of API callers (API keys arrive with authentication).
-const ACTOR: &str = "anonymous";
-
 /// Writes an audit row for a read (verify, identify) or a refused write:
 /// who, what, which subjects, the decision, the request id; never images
 /// or vectors.
 fn audit(
     api: &Api,
-    rid: &RequestId,
+    rid: &Ctx,
     operation: &str,
     subjects: Vec<String>,
     outcome: &str,
 ) -> Result<(), ApiError> {
     api.gallery.audit(&Audit {
-        actor: ACTOR.to_string(),
+        actor: rid.caller.clone(),
         operation: operation.to_string(),
         subjects,
         outcome: outcome.to_string(),
-        request_id: Some(rid.0.clone()),
+        request_id: Some(rid.request_id.clone()),
     })?;
     Ok(())
 }
@@ -384,7 +384,7 @@ fn candidates_json(hits: &[biomatch_engine::gallery::SubjectHit]) -> Vec<Value> 
 
 async fn enroll(
     State(api): State<Api>,
-    Extension(rid): Extension<RequestId>,
+    Extension(rid): Extension<Ctx>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let subject = body
@@ -400,7 +400,7 @@ async fn enroll(
 
 async fn replace(
     State(api): State<Api>,
-    Extension(rid): Extension<RequestId>,
+    Extension(rid): Extension<Ctx>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -416,7 +416,7 @@ async fn replace(
 /// Enroll or replace: embed, de-duplicate, store.
 fn store(
     api: &Api,
-    rid: &RequestId,
+    rid: &Ctx,
     subject: String,
     body: EnrollRequest,
     replace: bool,
@@ -476,8 +476,8 @@ fn store(
         }],
     };
     let actor = Actor {
-        name: ACTOR,
-        request_id: Some(&rid.0),
+        name: &rid.caller,
+        request_id: Some(&rid.request_id),
     };
     let receipt = if replace {
         api.gallery.replace(&enrollment, actor)?
@@ -523,14 +523,14 @@ async fn get_subject(
 
 async fn delete_subject(
     State(api): State<Api>,
-    Extension(rid): Extension<RequestId>,
+    Extension(rid): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let gallery = Arc::clone(&api.gallery);
     cpu(&api, move || {
         let actor = Actor {
-            name: ACTOR,
-            request_id: Some(&rid.0),
+            name: &rid.caller,
+            request_id: Some(&rid.request_id),
         };
         Ok(gallery.delete(&id, actor)?)
     })
@@ -559,7 +559,7 @@ pub struct VerifyRequest {
 
 async fn verify(
     State(api): State<Api>,
-    Extension(rid): Extension<RequestId>,
+    Extension(rid): Extension<Ctx>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
@@ -628,7 +628,7 @@ pub struct IdentifyRequest {
 
 async fn identify(
     State(api): State<Api>,
-    Extension(rid): Extension<RequestId>,
+    Extension(rid): Extension<Ctx>,
     ApiJson(body): ApiJson<IdentifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {

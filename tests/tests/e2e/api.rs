@@ -386,3 +386,98 @@ fn bad_inputs_get_clear_errors_and_change_nothing() {
     let (_, health) = server.get("/health").unwrap();
     assert_eq!(health["gallery"]["subjects"], 0, "{health}");
 }
+
+fn hash(key: &str) -> String {
+    let mut child = biomatch_tests::biomatch()
+        .args(["keys", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn api_keys_and_roles_are_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("biomatch.toml");
+    let (registration, search) = ("registration-key-0123456789", "search-key-0123456789abcdef");
+    std::fs::write(
+        &config,
+        format!(
+            "[[auth.keys]]\nid = \"registration\"\nsha256 = \"{}\"\nroles = [\"enroll\", \"verify\"]\n\n\
+             [[auth.keys]]\nid = \"search\"\nsha256 = \"{}\"\nroles = [\"identify\"]\n",
+            hash(registration),
+            hash(search)
+        ),
+    )
+    .unwrap();
+    assert!(
+        !std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(registration),
+        "only digests are stored"
+    );
+    let data_dir = tmp.path().join("data");
+    let server =
+        Server::start_with(&data_dir, &["--config", config.to_str().unwrap()], &[]).unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let call = |key: Option<&str>, path: &str, body: &Value| {
+        let mut req = agent
+            .post(format!("{}{path}", server.url))
+            .content_type("application/json");
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        let mut resp = req.send(body.to_string()).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let enroll = json!({"subject_id": "k1", "face": {"template": vec![0.1f32; 128]}});
+    let (s, b) = call(None, "/v1/subjects", &enroll);
+    assert_error(s, &b, 401, "unauthorized");
+    let (s, b) = call(Some("wrong-key-wrong-key"), "/v1/subjects", &enroll);
+    assert_error(s, &b, 401, "unauthorized");
+    let (s, b) = call(Some(search), "/v1/subjects", &enroll);
+    assert_error(s, &b, 403, "forbidden");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("enroll"),
+        "{b}"
+    );
+    let (s, b) = call(Some(registration), "/v1/subjects", &enroll);
+    assert_eq!(s, 201, "{b}");
+    let probe = json!({"probe": {"face": {"template": vec![0.1f32; 128]}}});
+    let (s, b) = call(Some(registration), "/v1/identify", &probe);
+    assert_error(s, &b, 403, "forbidden");
+    let (s, b) = call(Some(search), "/v1/identify", &probe);
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["candidates"][0]["subject_id"], "k1");
+    // Health stays open for load balancers.
+    assert_eq!(server.get("/health").unwrap().0, 200);
+    server
+        .terminate(std::time::Duration::from_secs(30))
+        .unwrap();
+    // The audit rows name the key ids.
+    let gallery = biomatch_engine::gallery::Gallery::open(&data_dir, Default::default()).unwrap();
+    let actors: Vec<String> = gallery
+        .audit_entries(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.actor)
+        .collect();
+    assert!(
+        actors.contains(&"registration".to_string()) && actors.contains(&"search".to_string()),
+        "{actors:?}"
+    );
+}
