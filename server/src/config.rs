@@ -9,6 +9,9 @@
 //! | key | env | default |
 //! |---|---|---|
 //! | `server.listen` | `BIOMATCH__SERVER__LISTEN` | `127.0.0.1:8080` |
+//! | `server.max_concurrent_requests` | `BIOMATCH__SERVER__MAX_CONCURRENT_REQUESTS` | `64` |
+//! | `server.request_timeout_ms` | `BIOMATCH__SERVER__REQUEST_TIMEOUT_MS` | `30000` |
+//! | `server.max_candidates` | `BIOMATCH__SERVER__MAX_CANDIDATES` | `100` |
 //! | `storage.data_dir` | `BIOMATCH__STORAGE__DATA_DIR` | `./data` |
 //! | `embed.onnxruntime` | `BIOMATCH__EMBED__ONNXRUNTIME` | unset: `ORT_DYLIB_PATH` |
 //! | `embed.models_dir` | `BIOMATCH__EMBED__MODELS_DIR` | `models` |
@@ -26,6 +29,7 @@
 //! | `face.min_blur` | `BIOMATCH__FACE__MIN_BLUR` | `15` |
 //! | `face.max_abs_yaw_deg` | `BIOMATCH__FACE__MAX_ABS_YAW_DEG` | `45` |
 //! | `face.max_abs_roll_deg` | `BIOMATCH__FACE__MAX_ABS_ROLL_DEG` | `30` |
+//! | `auth.allow_anonymous` | `BIOMATCH__AUTH__ALLOW_ANONYMOUS` | true without keys, else false |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -148,6 +152,12 @@ impl Default for EmbedConfig {
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// `/v1` requests served at once; more get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Longest a `/v1` request may take before a 503.
+    pub request_timeout_ms: u64,
+    /// Largest `max_candidates` an identification may ask for.
+    pub max_candidates: usize,
 }
 
 /// `[storage]` section.
@@ -162,6 +172,9 @@ impl Default for Config {
         Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                max_concurrent_requests: 64,
+                request_timeout_ms: 30_000,
+                max_candidates: 100,
             },
             storage: StorageConfig {
                 data_dir: PathBuf::from("./data"),
@@ -190,6 +203,9 @@ pub struct Overrides {
 /// Every `section.key` a config file may set (besides `[[auth.keys]]`).
 pub const KEYS: &[&str] = &[
     "server.listen",
+    "server.max_concurrent_requests",
+    "server.request_timeout_ms",
+    "server.max_candidates",
     "storage.data_dir",
     "embed.onnxruntime",
     "embed.models_dir",
@@ -376,6 +392,31 @@ impl Config {
                 format!("{source} (server.listen): `{value}` is not a socket address such as 127.0.0.1:8080")
             })?;
         }
+        let sv = &mut config.server;
+        sv.max_concurrent_requests = number(
+            &env,
+            "BIOMATCH__SERVER__MAX_CONCURRENT_REQUESTS",
+            "server.max_concurrent_requests",
+            sv.max_concurrent_requests,
+            1,
+            100_000,
+        )?;
+        sv.request_timeout_ms = number(
+            &env,
+            "BIOMATCH__SERVER__REQUEST_TIMEOUT_MS",
+            "server.request_timeout_ms",
+            sv.request_timeout_ms,
+            1,
+            3_600_000,
+        )?;
+        sv.max_candidates = number(
+            &env,
+            "BIOMATCH__SERVER__MAX_CANDIDATES",
+            "server.max_candidates",
+            sv.max_candidates,
+            1,
+            10_000,
+        )?;
         let data_dir = overrides
             .data_dir
             .clone()

@@ -24,8 +24,9 @@ use biomatch_engine::index::Dtype;
 use biomatch_engine::vector::Metric;
 use serde::Serialize;
 
+use crate::api::metrics::Metrics;
 use crate::api::{Api, ApiError};
-use crate::config::{AuthConfig, Config, EmbedConfig};
+use crate::config::{AuthConfig, Config, EmbedConfig, ServerConfig};
 use crate::models::{FaceModels, load_face_pipeline};
 
 /// Shared state of the HTTP handlers.
@@ -41,6 +42,7 @@ struct Inner {
     gallery: Arc<Gallery>,
     api: Option<Api>,
     auth: Arc<crate::api::auth::Auth>,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -57,6 +59,9 @@ impl AppState {
                 started: Instant::now(),
                 simd_backend,
                 gallery,
+                metrics: api
+                    .as_ref()
+                    .map_or_else(Default::default, |a| Arc::clone(&a.metrics)),
                 api,
                 auth: crate::api::auth::Auth::new(auth),
             }),
@@ -71,8 +76,11 @@ pub const BODY_LIMIT: usize = 24 << 20;
 pub fn app(state: AppState) -> Router {
     let api = state.inner.api.clone();
     let auth = Arc::clone(&state.inner.auth);
+    let metrics = Arc::clone(&state.inner.metrics);
     let mut router = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
         .with_state(state);
     if let Some(api) = api {
         router = router.nest("/v1", crate::api::router(api, auth));
@@ -80,6 +88,11 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::api::metrics::record,
+        ))
         .layer(axum::middleware::from_fn(crate::api::error::render_errors))
 }
 
@@ -142,6 +155,105 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// Refuses a request whose `Content-Length` exceeds [`BODY_LIMIT`] before
+/// reading any of it (the body limit alone would wait for the bytes).
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > BODY_LIMIT as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body has {n} bytes; the limit is {BODY_LIMIT}"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// `GET /ready`: 200 once the gallery is open and the face models are
+/// loaded (the server only listens after both), 503 otherwise.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    if state.inner.api.is_some() {
+        (StatusCode::OK, Json(serde_json::json!({"ready": true})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "reason": "face models not loaded"})),
+        )
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let inner = &state.inner;
+    let counts = inner.gallery.counts();
+    let mut gauges = vec![
+        (
+            "biomatch_gallery_subjects",
+            "Enrolled subjects.",
+            String::new(),
+            counts.subjects as f64,
+        ),
+        (
+            "biomatch_simd_backend_info",
+            "SIMD backend of the similarity kernels.",
+            format!("{{backend=\"{}\"}}", inner.simd_backend),
+            1.0,
+        ),
+        (
+            "biomatch_uptime_seconds",
+            "Seconds since start.",
+            String::new(),
+            inner.started.elapsed().as_secs_f64(),
+        ),
+    ];
+    for (collection, n) in &counts.templates {
+        gauges.push((
+            "biomatch_gallery_templates",
+            "Templates per collection.",
+            format!("{{collection=\"{collection}\"}}"),
+            *n as f64,
+        ));
+    }
+    if let Some(api) = &inner.api {
+        gauges.push((
+            "biomatch_requests_in_flight",
+            "API requests being served.",
+            String::new(),
+            (api.max_concurrent - api.permits.available_permits()) as f64,
+        ));
+        gauges.push((
+            "biomatch_model_queue_depth",
+            "Requests waiting for a model session.",
+            "{model=\"embedder\"}".to_string(),
+            api.face.embedder().model().queue_len() as f64,
+        ));
+        gauges.push((
+            "biomatch_model_queue_depth",
+            "Requests waiting for a model session.",
+            "{model=\"detector\"}".to_string(),
+            api.face.detector().queue_len() as f64,
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        inner.metrics.render(&gauges),
+    )
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 ///
 /// Prints `biomatch listening on http://ADDR` on standard output once the
@@ -174,7 +286,7 @@ pub async fn serve(config: Config) -> Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "gallery open"
     );
-    let api = face_api(&gallery, face)?;
+    let api = face_api(&gallery, face, &config.server)?;
     let data_dir = &config.storage.data_dir;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -239,7 +351,7 @@ fn load_face(embed: &EmbedConfig, face: &FaceConfig) -> Result<Arc<FacePipeline>
 
 /// The `/v1` API over the gallery: the face collection of the loaded
 /// embedder (created on first start) and the CPU pool.
-fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>) -> Result<Api> {
+fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, server: &ServerConfig) -> Result<Api> {
     let manifest = face.embedder().manifest();
     let spec = CollectionSpec {
         name: format!("face-{}", manifest.id),
@@ -265,7 +377,11 @@ fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>) -> Result<Api> {
         face,
         face_collection: collection.spec.name,
         pool: Arc::new(pool),
-        max_candidates: 100,
+        max_candidates: server.max_candidates,
+        metrics: Arc::new(Metrics::default()),
+        permits: Arc::new(tokio::sync::Semaphore::new(server.max_concurrent_requests)),
+        max_concurrent: server.max_concurrent_requests,
+        timeout: Duration::from_millis(server.request_timeout_ms),
     })
 }
 

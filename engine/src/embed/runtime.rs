@@ -271,6 +271,11 @@ impl Model {
         self.batch_dynamic
     }
 
+    /// Requests waiting for a worker.
+    pub fn queue_len(&self) -> usize {
+        self.queue.as_ref().map_or(0, Sender::len)
+    }
+
     /// Batching counters.
     pub fn stats(&self) -> &BatchStats {
         &self.stats

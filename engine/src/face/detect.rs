@@ -138,6 +138,11 @@ impl Detector {
         &self.manifest
     }
 
+    /// Requests waiting for the detector's sessions.
+    pub fn queue_len(&self) -> usize {
+        self.model.queue_len()
+    }
+
     /// Settings in force.
     pub fn config(&self) -> &DetectorConfig {
         &self.config

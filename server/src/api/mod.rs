@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -50,6 +51,14 @@ pub struct Api {
     pub pool: Arc<rayon::ThreadPool>,
     /// Largest `max_candidates` a request may ask for.
     pub max_candidates: usize,
+    /// Metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Admission: one permit per `/v1` request in flight.
+    pub permits: Arc<tokio::sync::Semaphore>,
+    /// Permits in total (`server.max_concurrent_requests`).
+    pub max_concurrent: usize,
+    /// `server.request_timeout_ms`.
+    pub timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Api {
@@ -72,8 +81,67 @@ pub fn router(api: Api, auth: Arc<auth::Auth>) -> Router {
         .route("/identify", post(identify))
         .route("/compare", post(compare))
         .route("/templates", post(templates))
+        .route("/stats", get(stats))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .with_state(api)
+}
+
+/// Middleware: admission (503 `overloaded` with `Retry-After` when every
+/// permit is taken) and the request timeout (503 `timeout`; CPU work
+/// already started finishes in the background, its result discarded).
+async fn limit(
+    State(api): State<Api>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let retry = |mut r: axum::response::Response| {
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        r
+    };
+    let Ok(_permit) = Arc::clone(&api.permits).try_acquire_owned() else {
+        return retry(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "{} requests are in flight (server.max_concurrent_requests); retry shortly",
+                    api.max_concurrent
+                ),
+            )
+            .into_response(),
+        );
+    };
+    match tokio::time::timeout(api.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => retry(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than {} ms (server.request_timeout_ms)",
+                    api.timeout.as_millis()
+                ),
+            )
+            .into_response(),
+        ),
+    }
+}
+
+async fn stats(State(api): State<Api>) -> Json<Value> {
+    let manifest = api.face.embedder().manifest();
+    Json(json!({
+        "gallery": api.gallery.counts(),
+        "face_collection": api.face_collection,
+        "face_model": format!("{}@{}", manifest.id, manifest.version),
+        "requests_in_flight": api.max_concurrent - api.permits.available_permits(),
+        "embed_queue": api.face.embedder().model().queue_len(),
+        "detect_queue": api.face.detector().queue_len(),
+    }))
 }
 
 /// `axum::Json` whose rejections are API errors with the parser's message.
@@ -251,6 +319,15 @@ fn face_template(
                 ApiError::bad_request(format!("`{field}.image`: invalid base64: {e}"))
             })?;
             let t = api.face.process(&bytes, liveness)?;
+            for (stage, d) in [
+                ("decode", t.times.decode),
+                ("detect", t.times.detect),
+                ("align", t.times.align),
+                ("embed", t.times.embed),
+                ("liveness", t.times.liveness),
+            ] {
+                api.metrics.inference(stage, d);
+            }
             Ok(FaceTemplateOut {
                 vector: t.embedding,
                 quality: Some(t.aligned.quality),
@@ -435,7 +512,9 @@ fn store(
             collection: api.face_collection.clone(),
             vector: template.vector.clone(),
         };
+        let started = std::time::Instant::now();
         let hits = api.gallery.identify(&probe, Search::Threshold(t))?;
+        api.metrics.search("dedup", started.elapsed());
         duplicates = hits
             .into_iter()
             .filter(|h| h.subject != subject)
@@ -575,7 +654,9 @@ async fn verify(
             collection: api.face_collection.clone(),
             vector: t.vector.clone(),
         };
+        let started = std::time::Instant::now();
         let v = api.gallery.verify(&body.subject_id, &[probe])?;
+        api.metrics.search("verify", started.elapsed());
         let score = v.collections.iter().find_map(|c| c.best).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -645,10 +726,12 @@ async fn identify(
         let face = body.probe.face.as_ref().ok_or_else(|| ApiError::invalid("`probe.face` is required"))?;
         let t = face_template(&api, face, "probe.face", false)?;
         let probe = Probe { collection: api.face_collection.clone(), vector: t.vector };
+        let started = std::time::Instant::now();
         let mut hits = match min_score {
             Some(s) => api.gallery.identify(&probe, Search::Threshold(s))?,
             None => api.gallery.identify(&probe, Search::TopK(k))?,
         };
+        api.metrics.search("identify", started.elapsed());
         hits.truncate(k);
         let subjects = hits.iter().map(|h| h.subject.clone()).collect();
         audit(&api, &rid, "identify", subjects, &format!("{} candidate(s)", hits.len()))?;

@@ -248,6 +248,42 @@ fn enroll_verify_identify_compare_templates_delete_and_restart() {
     );
 }
 
+/// POSTs headers announcing a 25 MiB JSON body and reads the answer.
+fn oversized(url: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/subjects HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+        25 << 20
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the end of the JSON body (the server may keep the socket open).
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    )
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in bytes {
@@ -361,8 +397,9 @@ fn bad_inputs_get_clear_errors_and_change_nothing() {
         .send("POST", "/v1/subjects", b"{\"subject_id\": ")
         .unwrap();
     assert_error(s, &b, 400, "invalid_request");
-    let big = vec![b' '; 25 << 20];
-    let (s, b) = server.send("POST", "/v1/subjects", &big).unwrap();
+    // An oversized body is refused from its Content-Length, before it is
+    // read (a raw request: the server answers without waiting for 25 MiB).
+    let (s, b) = oversized(&server.url);
     assert_error(s, &b, 413, "body_too_large");
     let (s, b) = server
         .json(
@@ -480,4 +517,68 @@ fn api_keys_and_roles_are_enforced() {
         actors.contains(&"registration".to_string()) && actors.contains(&"search".to_string()),
         "{actors:?}"
     );
+}
+
+#[test]
+fn ready_metrics_stats_and_overload() {
+    let server = Server::start(&[("BIOMATCH__SERVER__MAX_CONCURRENT_REQUESTS", "1")]).unwrap();
+    assert_eq!(server.get("/ready").unwrap(), (200, json!({"ready": true})));
+    let image = lfw("Colin_Powell", 1);
+    // Many concurrent image requests against one permit: some are turned away.
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..3)
+                        .map(|_| {
+                            server
+                                .json("POST", "/v1/templates", &face(image.clone()))
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(statuses.iter().any(|(s, _)| *s == 200));
+    let refused: Vec<&Value> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .map(|(_, b)| b)
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "18 concurrent requests on 1 permit were all admitted"
+    );
+    assert_error(503, refused[0], 503, "overloaded");
+
+    let (s, stats) = server.send("GET", "/v1/stats", b"").unwrap();
+    assert_eq!(s, 200, "{stats}");
+    assert_eq!(stats["face_collection"], "face-mobilefacenet");
+    let (s, text) = server.send("GET", "/metrics", b"").unwrap();
+    assert_eq!(s, 200);
+    let text = text.as_str().unwrap();
+    for needle in [
+        "biomatch_http_request_duration_seconds_bucket{route=\"POST /v1/templates\",le=\"+Inf\"}",
+        "biomatch_http_requests_total{route=\"POST /v1/templates\",status=\"503\"}",
+        "biomatch_inference_duration_seconds_count{stage=\"detect\"}",
+        "biomatch_gallery_subjects 0",
+        "biomatch_simd_backend_info{backend=",
+        "biomatch_model_queue_depth{model=\"embedder\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}
+
+#[test]
+fn slow_requests_time_out_with_503() {
+    let server = Server::start(&[("BIOMATCH__SERVER__REQUEST_TIMEOUT_MS", "1")]).unwrap();
+    let (s, b) = server
+        .json("POST", "/v1/templates", &face(lfw("Colin_Powell", 1)))
+        .unwrap();
+    assert_error(s, &b, 503, "timeout");
 }
