@@ -81,6 +81,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
         .with_state(state);
     if let Some(api) = api {
         router = router.nest("/v1", crate::api::router(api, auth));
@@ -176,6 +177,16 @@ async fn refuse_oversized(
         .into_response(),
         _ => next.run(request).await,
     }
+}
+
+/// The OpenAPI 3.1 document of this server (`server/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// `GET /ready`: 200 once the gallery is open and the face models are
@@ -445,6 +456,63 @@ mod tests {
         assert_eq!(v["status"], "ok");
         assert_eq!(v["simd_backend"], "scalar");
         assert_eq!(v["gallery"]["subjects"], 0);
+    }
+
+    #[test]
+    fn openapi_documents_every_route_and_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        for route in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/openapi.json",
+            "/v1/subjects",
+            "/v1/subjects/{id}",
+            "/v1/verify",
+            "/v1/identify",
+            "/v1/compare",
+            "/v1/templates",
+            "/v1/stats",
+        ] {
+            assert!(paths.contains_key(route), "{route} is not documented");
+        }
+        // Every error code the code can produce is in the document's enum.
+        let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        let sources = [
+            include_str!("api/mod.rs"),
+            include_str!("api/error.rs"),
+            include_str!("api/auth.rs"),
+        ];
+        let mut checked = 0;
+        for source in sources {
+            for (i, _) in source.match_indices("StatusCode::") {
+                // `ApiError::new(StatusCode::X, "code", …)`: the literal after the status.
+                let rest = &source[i..];
+                let Some(q) = rest.find('"') else { continue };
+                if rest[..q].contains(')') || rest[..q].contains(';') || q > 60 {
+                    continue;
+                }
+                let code: String = rest[q + 1..].chars().take_while(|c| *c != '"').collect();
+                if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !code.is_empty() {
+                    assert!(
+                        codes.contains(&code),
+                        "error code `{code}` is not in openapi.json"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked >= 15,
+            "only {checked} error codes found in the sources"
+        );
     }
 
     #[tokio::test]

@@ -523,6 +523,9 @@ fn api_keys_and_roles_are_enforced() {
 fn ready_metrics_stats_and_overload() {
     let server = Server::start(&[("BIOMATCH__SERVER__MAX_CONCURRENT_REQUESTS", "1")]).unwrap();
     assert_eq!(server.get("/ready").unwrap(), (200, json!({"ready": true})));
+    let (s, doc) = server.get("/openapi.json").unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
     let image = lfw("Colin_Powell", 1);
     // Many concurrent image requests against one permit: some are turned away.
     let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
