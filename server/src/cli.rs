@@ -109,6 +109,8 @@ pub enum BenchCommand {
     Gallery(GalleryArgs),
     /// Face pipeline: per-stage latency, overhead vs bare ONNX Runtime, dynamic batching.
     Embed(bench::embed::EmbedArgs),
+    /// HTTP load on a running server: identify and verify, template and image probes.
+    Http(bench::http::HttpArgs),
 }
 
 /// Runs a parsed command line.
@@ -211,6 +213,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 bench::embed::print_table(&report);
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Http(args),
+        } => {
+            let report = bench::http::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::http::print_table(&report);
             }
             Ok(())
         }

@@ -6,11 +6,14 @@
 //! * [`gallery`]: the durable gallery — enrollments per second, open times,
 //!   identification latency while a writer enrolls;
 //! * [`embed`]: the face pipeline — per-stage latency, overhead against a
-//!   bare ONNX Runtime session, dynamic batching.
+//!   bare ONNX Runtime session, dynamic batching;
+//! * [`http`]: load on a running server — identify and verify with template
+//!   and image probes.
 
 pub mod embed;
 pub mod flat;
 pub mod gallery;
+pub mod http;
 
 /// A rayon pool with `threads` threads (default: one per core) for the
 /// searches, and its size.

@@ -149,3 +149,42 @@ fn bench_gallery_prints_the_documented_json() {
     }
     assert_eq!(report["n"], 2000);
 }
+
+#[test]
+fn bench_http_loads_a_running_server() {
+    let server = biomatch_tests::Server::start(&[]).unwrap();
+    let out = biomatch()
+        .args([
+            "bench",
+            "http",
+            "--subjects",
+            "300",
+            "--concurrency",
+            "2",
+            "--requests",
+            "10",
+            "--json",
+        ])
+        .arg("--url")
+        .arg(&server.url)
+        .arg("--data")
+        .arg(biomatch_tests::repo_root().join("../shared/datasets/lfw"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["gallery_subjects"], 305, "{r}");
+    let workloads = r["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 4);
+    for w in workloads {
+        assert_eq!(w["errors"], 0, "{w}");
+        assert!(
+            w["per_second"].as_f64().unwrap() > 0.0
+                && w["p99_ms"].as_f64().unwrap() >= w["p50_ms"].as_f64().unwrap()
+        );
+    }
+}
