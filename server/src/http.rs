@@ -1,13 +1,16 @@
-//! The HTTP API.
+//! The HTTP server.
 //!
-//! This release serves `GET /health`; the enrollment and search endpoints
-//! arrive with the API issue. [`serve`] loads the ONNX Runtime and the face
-//! models (`[embed]` settings; a missing library or model file is a start-up
-//! error), opens the gallery in `storage.data_dir` (catalog and indexes,
-//! reconciled), binds the socket,
-//! and on SIGINT or SIGTERM lets in-flight requests finish, then makes the
-//! gallery's index writes durable before exiting. [`app`] builds the router
-//! so tests can drive it in-process.
+//! Routes: `GET /health`, `/ready`, `/metrics`, `/openapi.json`, and the
+//! `/v1` API ([`crate::api`]: subjects, verify, identify, compare,
+//! templates, stats) behind API-key authorization and admission limits.
+//! Every error is rendered as `{"error": {"code", "message", "request_id"}}`.
+//! [`serve`] loads the ONNX Runtime and the face models (`[embed]` settings;
+//! a missing library or model file is a start-up error), opens the gallery
+//! in `storage.data_dir` (catalog and indexes, reconciled), creates the face
+//! collection of the loaded embedder, binds the socket, and on SIGINT or
+//! SIGTERM lets in-flight requests finish, then makes the gallery's index
+//! writes durable before exiting. [`app`] builds the router so tests can
+//! drive it in-process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

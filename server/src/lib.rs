@@ -1,7 +1,8 @@
 //! # biomatch-server
 //!
 //! The `biomatch` binary's library: configuration ([`config`]), the HTTP
-//! API ([`http`]), the command line ([`cli`]), model installation
+//! server ([`http`]) and its `/v1` API ([`api`]), the command line
+//! ([`cli`]), model installation
 //! ([`models`]), evaluations ([`eval`]) and benchmarks
 //! ([`bench`](mod@bench)).
 //! CPU-heavy work runs on rayon pools, never on the async workers.
