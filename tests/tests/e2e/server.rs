@@ -106,7 +106,8 @@ fn serve_opens_the_gallery_in_its_data_directory() {
     assert_eq!(body["gallery"]["subjects"], 3, "{body}");
     assert_eq!(
         body["gallery"]["templates"],
-        serde_json::json!([["face", 3], ["finger", 6]])
+        serde_json::json!([["face", 3], ["finger", 6], ["face-mobilefacenet", 0]]),
+        "the server adds the collection of its face model next to the existing ones"
     );
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
     assert!(data.join("catalog.sqlite").exists());
