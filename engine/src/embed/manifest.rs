@@ -251,7 +251,15 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// Checks that `path` has the manifest's sha256.
 pub fn verify_file(manifest: &ModelManifest, path: &Path) -> Result<()> {
-    let actual = sha256_file(path)?;
+    check_digest(manifest, path, sha256_file(path)?)
+}
+
+/// Checks that `bytes`, read from `path`, have the manifest's sha256.
+pub fn verify_bytes(manifest: &ModelManifest, path: &Path, bytes: &[u8]) -> Result<()> {
+    check_digest(manifest, path, hex::encode(Sha256::digest(bytes)))
+}
+
+fn check_digest(manifest: &ModelManifest, path: &Path, actual: String) -> Result<()> {
     if actual != manifest.sha256.to_ascii_lowercase() {
         return Err(Error::ChecksumMismatch {
             path: path.to_path_buf(),

@@ -187,17 +187,17 @@ impl Model {
                 ),
             ));
         }
-        super::manifest::verify_file(manifest, &path)?;
-        Self::load_file(&manifest.id, &path, options)
+        // Read once: the digest is checked on the very bytes the sessions load.
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        super::manifest::verify_bytes(manifest, &path, &bytes)?;
+        Self::load_bytes(&manifest.id, &bytes, options)
     }
 
-    /// Loads a model file without a manifest (benchmarks, tools).
-    pub fn load_file(id: &str, path: &Path, options: &RunOptions) -> Result<Model> {
+    fn load_bytes(id: &str, bytes: &[u8], options: &RunOptions) -> Result<Model> {
         options.validate()?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
-            sessions.push(new_session(id, &bytes, options)?);
+            sessions.push(new_session(id, bytes, options)?);
         }
         let first = &sessions[0];
         if first.inputs().len() != 1 {
