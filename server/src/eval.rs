@@ -24,7 +24,7 @@ use biomatch_engine::imaging::{DecodeLimits, RgbImage, decode_rgb};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::models::{FaceModels, load_face_pipeline};
+use crate::models::{FaceModels, ModelArgs, load_face_pipeline};
 
 /// `biomatch eval lfw` arguments.
 #[derive(Debug, clap::Args)]
@@ -32,12 +32,6 @@ pub struct LfwArgs {
     /// LFW folder (with pairs.txt and images/).
     #[arg(long, default_value = "../shared/datasets/lfw")]
     pub data: PathBuf,
-    /// Detector manifest id.
-    #[arg(long, default_value = "yunet")]
-    pub detector: String,
-    /// Embedder manifest id.
-    #[arg(long, default_value = "mobilefacenet")]
-    pub embedder: String,
     /// Face to take when an image holds several.
     #[arg(long, value_enum, default_value = "most-central")]
     pub policy: PolicyArg,
@@ -47,12 +41,9 @@ pub struct LfwArgs {
     /// Worker threads (and ONNX sessions); default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Directory of model manifests and installed files.
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// ONNX Runtime library (embed.onnxruntime; else ORT_DYLIB_PATH).
-    #[arg(long, env = "BIOMATCH__EMBED__ONNXRUNTIME")]
-    pub onnxruntime: Option<PathBuf>,
+    /// Models and runtime.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -117,7 +108,7 @@ pub struct LfwReport {
 /// Runs the protocol.
 pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
     let started = Instant::now();
-    biomatch_engine::embed::runtime::init(args.onnxruntime.as_deref())?;
+    args.model.init_runtime()?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -138,11 +129,11 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
         limits: DecodeLimits::default(),
     };
     let models = FaceModels {
-        detector: args.detector.clone(),
-        embedder: args.embedder.clone(),
+        detector: args.model.detector.clone(),
+        embedder: args.model.embedder.clone(),
         liveness: vec![],
     };
-    let pipeline = load_face_pipeline(&args.models, &models, &options, config)?;
+    let pipeline = load_face_pipeline(&args.model.models, &models, &options, config)?;
     let lfw = Lfw::load(&args.data)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -213,8 +204,8 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
     let kfold = kfold_accuracy(&scored, lfw.folds);
     let (tar, threshold) = tar_at_far(&scored, 1e-3);
     Ok(LfwReport {
-        detector: args.detector.clone(),
-        embedder: args.embedder.clone(),
+        detector: args.model.detector.clone(),
+        embedder: args.model.embedder.clone(),
         pairs: scored.len(),
         pairs_skipped: lfw.protocol_pairs - scored.len(),
         missing_images: lfw.missing.clone(),

@@ -159,34 +159,21 @@ pub fn load_face_pipeline(
             .iter()
             .map(|id| manifest(models_dir, id))
             .collect::<Result<Vec<_>>>()?;
-        Some(Liveness::load(
-            &manifests,
-            &RunOptions {
-                max_batch: 1,
-                ..options.clone()
-            },
-        )?)
+        Some(Liveness::load(&manifests, options)?)
     };
     Ok(FacePipeline::new(detector, embedder, liveness, config))
 }
 
-/// `biomatch face` arguments.
+/// Which face models a command uses and where they and the ONNX Runtime
+/// are (shared by `eval lfw`, `bench embed` and `face`).
 #[derive(Debug, clap::Args)]
-pub struct FaceArgs {
-    /// Image file (JPEG, PNG, BMP, TIFF).
-    pub image: PathBuf,
+pub struct ModelArgs {
     /// Detector manifest id.
     #[arg(long, default_value = "yunet")]
     pub detector: String,
     /// Embedder manifest id.
     #[arg(long, default_value = "mobilefacenet")]
     pub embedder: String,
-    /// Also run the liveness ensemble.
-    #[arg(long)]
-    pub liveness: bool,
-    /// Write the aligned 112×112 crop here (PNG).
-    #[arg(long)]
-    pub crop_out: Option<PathBuf>,
     /// Directory of model manifests and installed files.
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
@@ -195,12 +182,36 @@ pub struct FaceArgs {
     pub onnxruntime: Option<PathBuf>,
 }
 
+impl ModelArgs {
+    /// Loads the ONNX Runtime library.
+    pub fn init_runtime(&self) -> Result<()> {
+        biomatch_engine::embed::runtime::init(self.onnxruntime.as_deref())?;
+        Ok(())
+    }
+}
+
+/// `biomatch face` arguments.
+#[derive(Debug, clap::Args)]
+pub struct FaceArgs {
+    /// Image file (JPEG, PNG, BMP, TIFF).
+    pub image: PathBuf,
+    /// Also run the liveness ensemble.
+    #[arg(long)]
+    pub liveness: bool,
+    /// Write the aligned 112×112 crop here (PNG).
+    #[arg(long)]
+    pub crop_out: Option<PathBuf>,
+    /// Models and runtime.
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
 /// Runs the pipeline on one image and prints one JSON object.
 pub fn run_face(args: &FaceArgs) -> Result<()> {
-    biomatch_engine::embed::runtime::init(args.onnxruntime.as_deref())?;
+    args.model.init_runtime()?;
     let models = FaceModels {
-        detector: args.detector.clone(),
-        embedder: args.embedder.clone(),
+        detector: args.model.detector.clone(),
+        embedder: args.model.embedder.clone(),
         liveness: if args.liveness {
             FaceModels::default().liveness
         } else {
@@ -211,7 +222,7 @@ pub fn run_face(args: &FaceArgs) -> Result<()> {
         quality: biomatch_engine::face::QualityThresholds::none(),
         ..FaceConfig::default()
     };
-    let pipeline = load_face_pipeline(&args.models, &models, &RunOptions::default(), config)?;
+    let pipeline = load_face_pipeline(&args.model.models, &models, &RunOptions::default(), config)?;
     let bytes =
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let t = pipeline.process(&bytes, args.liveness)?;

@@ -25,7 +25,7 @@ use biomatch_engine::imaging::RgbImage;
 use serde::Serialize;
 
 use super::{median, percentile};
-use crate::models::{FaceModels, load_face_pipeline, manifest};
+use crate::models::{FaceModels, ModelArgs, load_face_pipeline, manifest};
 
 /// `biomatch bench embed` arguments.
 #[derive(Debug, clap::Args)]
@@ -36,12 +36,6 @@ pub struct EmbedArgs {
     /// Images to use.
     #[arg(long, default_value_t = 200)]
     pub images: usize,
-    /// Detector manifest id.
-    #[arg(long, default_value = "yunet")]
-    pub detector: String,
-    /// Embedder manifest id.
-    #[arg(long, default_value = "mobilefacenet")]
-    pub embedder: String,
     /// Client threads for the concurrent runs.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -54,12 +48,9 @@ pub struct EmbedArgs {
     /// ORT intra-op threads per session (default: all cores).
     #[arg(long)]
     pub intra_threads: Option<usize>,
-    /// Directory of model manifests and installed files.
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// ONNX Runtime library (embed.onnxruntime; else ORT_DYLIB_PATH).
-    #[arg(long, env = "BIOMATCH__EMBED__ONNXRUNTIME")]
-    pub onnxruntime: Option<PathBuf>,
+    /// Models and runtime.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -137,7 +128,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs the benchmark.
 pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
-    biomatch_engine::embed::runtime::init(args.onnxruntime.as_deref())?;
+    args.model.init_runtime()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let intra = args.intra_threads.unwrap_or(cores);
     let files = image_files(&args.data, args.images)?;
@@ -146,8 +137,8 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
         .map(std::fs::read)
         .collect::<std::io::Result<_>>()?;
     let models = FaceModels {
-        detector: args.detector.clone(),
-        embedder: args.embedder.clone(),
+        detector: args.model.detector.clone(),
+        embedder: args.model.embedder.clone(),
         liveness: vec![],
     };
     let config = FaceConfig {
@@ -162,7 +153,7 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
         max_wait: Duration::ZERO,
         spin: false,
     };
-    let pipeline = load_face_pipeline(&args.models, &models, &options, config.clone())?;
+    let pipeline = load_face_pipeline(&args.model.models, &models, &options, config.clone())?;
 
     // 1. Batch 1, stage by stage.
     let mut times = Vec::new();
@@ -188,7 +179,7 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
     //    session, alternating crop by crop so both see the same machine
     //    state. (The in-pipeline embed stage above runs right after the
     //    detector has flushed the caches, so it is reported separately.)
-    let embed_manifest = manifest(&args.models, &args.embedder)?;
+    let embed_manifest = manifest(&args.model.models, &args.model.embedder)?;
     let embedder = Embedder::load(&embed_manifest, &options)?;
     let mut raw = RawSession::open(&embed_manifest.path(), &options)?;
     let (mut ours_ms, mut raw_ms) = (Vec::new(), Vec::new());
@@ -207,6 +198,7 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
     let embed_alone = stage(ours_ms);
     let embed_raw_ort = stage(raw_ms);
     let ratio = embed_alone.p50_ms / embed_raw_ort.p50_ms;
+    let embedder_batch_dynamic = embedder.model().batch_dynamic();
     drop(embedder);
 
     // 3. Concurrent single-crop requests, with and without batching.
@@ -226,12 +218,14 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
     };
     let embed_batched = concurrent_embed(&embed_manifest, &batched, &crops, args.concurrency)?;
     let embed_unbatched = concurrent_embed(&embed_manifest, &unbatched, &crops, args.concurrency)?;
-    let embedder_batch_dynamic = Embedder::load(&embed_manifest, &unbatched)?
-        .model()
-        .batch_dynamic();
 
     // 4. Whole pipeline from concurrent clients (batching on).
-    let pipeline = Arc::new(load_face_pipeline(&args.models, &models, &batched, config)?);
+    let pipeline = Arc::new(load_face_pipeline(
+        &args.model.models,
+        &models,
+        &batched,
+        config,
+    )?);
     let bytes = Arc::new(bytes);
     let per_second = concurrent(args.concurrency, bytes.len(), |i| {
         match pipeline.process(&bytes[i], false) {
@@ -246,8 +240,8 @@ pub fn run(args: &EmbedArgs) -> Result<EmbedReport> {
     };
 
     Ok(EmbedReport {
-        detector: args.detector.clone(),
-        embedder: args.embedder.clone(),
+        detector: args.model.detector.clone(),
+        embedder: args.model.embedder.clone(),
         embedder_batch_dynamic,
         images: bytes.len(),
         cores,
