@@ -351,23 +351,15 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Config> {
-        let mut config = Config::from_sources(
-            |key| env(key).or_else(|| file.values.get(key).cloned()),
-            overrides,
-        )?;
+        let merged = |key: &str| env(key).or_else(|| file.values.get(key).cloned());
+        let mut config = Config::from_sources(merged, overrides)?;
         config.auth.keys = file.keys.clone();
-        config.auth.allow_anonymous = config.auth.keys.is_empty();
-        if let Some(v) = env("BIOMATCH__AUTH__ALLOW_ANONYMOUS")
-            .or_else(|| file.values.get("BIOMATCH__AUTH__ALLOW_ANONYMOUS").cloned())
-        {
-            config.auth.allow_anonymous = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => bail!(
-                    "BIOMATCH__AUTH__ALLOW_ANONYMOUS (auth.allow_anonymous): `{v}` is not true or false"
-                ),
-            };
-        }
+        config.auth.allow_anonymous = flag(
+            &merged,
+            "BIOMATCH__AUTH__ALLOW_ANONYMOUS",
+            "auth.allow_anonymous",
+            config.auth.keys.is_empty(),
+        )?;
         if !config.auth.allow_anonymous && config.auth.keys.is_empty() {
             bail!(
                 "auth.allow_anonymous is false but no [[auth.keys]] are configured: nobody could use the API"
@@ -500,15 +492,12 @@ impl Config {
             0.0,
             1.0,
         )?;
-        if let Some(v) = env("BIOMATCH__FACE__ENFORCE_QUALITY") {
-            f.enforce_quality = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => bail!(
-                    "BIOMATCH__FACE__ENFORCE_QUALITY (face.enforce_quality): `{v}` is not true or false"
-                ),
-            };
-        }
+        f.enforce_quality = flag(
+            &env,
+            "BIOMATCH__FACE__ENFORCE_QUALITY",
+            "face.enforce_quality",
+            f.enforce_quality,
+        )?;
         let q = &mut f.quality;
         q.min_detector_score = gate(&env, "MIN_DETECTOR_SCORE", q.min_detector_score, 1.0)?;
         q.min_inter_eye_px = gate(&env, "MIN_INTER_EYE_PX", q.min_inter_eye_px, 10_000.0)?;
@@ -533,6 +522,21 @@ fn gate(
         None => Ok(current),
         Some(v) if v.trim() == "off" => Ok(None),
         Some(_) => Ok(Some(number(env, &var, &key, 0.0, 0.0, max)?)),
+    }
+}
+
+/// Parses a boolean setting (`true`/`1`, `false`/`0`), naming the key on error.
+fn flag(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    key: &str,
+    default: bool,
+) -> Result<bool> {
+    match env(var).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(v) => bail!("{var} ({key}): `{v}` is not true or false"),
     }
 }
 
