@@ -284,21 +284,6 @@ fn oversized(url: &str) -> (u16, Value) {
     )
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// A PNG header claiming 100 000 × 100 000 pixels.
 fn bomb() -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -307,7 +292,7 @@ fn bomb() -> Vec<u8> {
         body.extend_from_slice(data);
         png.extend_from_slice(&(data.len() as u32).to_be_bytes());
         png.extend_from_slice(&body);
-        png.extend_from_slice(&crc32(&body).to_be_bytes());
+        png.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
     };
     let mut ihdr = 100_000u32.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&100_000u32.to_be_bytes());
