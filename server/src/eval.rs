@@ -109,9 +109,7 @@ pub struct LfwReport {
 pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
     let started = Instant::now();
     args.model.init_runtime()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (pool, threads) = crate::bench::search_pool(args.threads)?;
     let options = RunOptions {
         sessions: threads,
         intra_threads: 1,
@@ -135,9 +133,6 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
     };
     let pipeline = load_face_pipeline(&args.model.models, &models, &options, config)?;
     let lfw = Lfw::load(&args.data)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
 
     // Detect and align every image.
     let done = AtomicUsize::new(0);

@@ -244,7 +244,7 @@ async fn metrics_text(
             "biomatch_requests_in_flight",
             "API requests being served.",
             String::new(),
-            (api.max_concurrent - api.permits.available_permits()) as f64,
+            api.in_flight() as f64,
         ));
         gauges.push((
             "biomatch_model_queue_depth",

@@ -61,6 +61,13 @@ pub struct Api {
     pub timeout: std::time::Duration,
 }
 
+impl Api {
+    /// `/v1` requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent - self.permits.available_permits()
+    }
+}
+
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api")
@@ -138,7 +145,7 @@ async fn stats(State(api): State<Api>) -> Json<Value> {
         "gallery": api.gallery.counts(),
         "face_collection": api.face_collection,
         "face_model": format!("{}@{}", manifest.id, manifest.version),
-        "requests_in_flight": api.max_concurrent - api.permits.available_permits(),
+        "requests_in_flight": api.in_flight(),
         "embed_queue": api.face.embedder().model().queue_len(),
         "detect_queue": api.face.detector().queue_len(),
     }))
