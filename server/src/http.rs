@@ -26,6 +26,7 @@ use biomatch_engine::gallery::{CollectionSpec, Gallery, GalleryCounts, GalleryOp
 use biomatch_engine::index::Dtype;
 use biomatch_engine::vector::Metric;
 use serde::Serialize;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::api::metrics::Metrics;
 use crate::api::{Api, ApiError};
@@ -91,8 +92,10 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(refuse_oversized))
+        // One limit for every body, refused from `Content-Length` before any
+        // byte is read (axum's own limit is off: it would wait for the bytes).
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::api::metrics::record,
@@ -157,29 +160,6 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
                 liveness: f.has_liveness(),
             }),
     })
-}
-
-/// Refuses a request whose `Content-Length` exceeds [`BODY_LIMIT`] before
-/// reading any of it (the body limit alone would wait for the bytes).
-async fn refuse_oversized(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let announced = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match announced {
-        Some(n) if n > BODY_LIMIT as u64 => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body has {n} bytes; the limit is {BODY_LIMIT}"),
-        )
-        .into_response(),
-        _ => next.run(request).await,
-    }
 }
 
 /// The OpenAPI 3.1 document of this server (`server/openapi.json`).
