@@ -6,6 +6,8 @@
 
 #![deny(missing_docs)]
 
+pub mod errors;
+pub mod fvc;
 pub mod lfw;
 pub mod metrics;
 pub mod synth;

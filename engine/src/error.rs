@@ -203,6 +203,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A finger minutiae record (ISO/IEC 19794-2, ANSI INCITS 378) is
+    /// truncated or inconsistent.
+    #[error("invalid minutiae record at byte {offset}: {reason}")]
+    MinutiaeRecord {
+        /// Byte offset of the field that is wrong (or where data ran out).
+        offset: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A file's sha256 differs from the one its manifest records.
     #[error("checksum mismatch for {path}: manifest says sha256 {expected}, file has {actual}", path = path.display())]
     ChecksumMismatch {

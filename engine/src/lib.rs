@@ -15,6 +15,7 @@
 pub mod embed;
 pub mod error;
 pub mod face;
+pub mod finger;
 pub mod gallery;
 pub mod imaging;
 pub mod index;

@@ -72,6 +72,8 @@ pub enum KeysCommand {
 pub enum EvalCommand {
     /// LFW View-2: 6000 pairs, 10-fold accuracy, TAR@FAR=1e-3.
     Lfw(crate::eval::LfwArgs),
+    /// Fingerprints: the FVC protocol on minutiae records (EER, FNMR@FMR).
+    Fvc(crate::eval::fvc::FvcArgs),
 }
 
 /// Model management.
@@ -151,6 +153,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 crate::eval::print_lfw(&report);
+            }
+            Ok(())
+        }
+        Command::Eval {
+            which: EvalCommand::Fvc(args),
+        } => {
+            let report = crate::eval::fvc::run_fvc(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::eval::fvc::print_fvc(&report);
             }
             Ok(())
         }
