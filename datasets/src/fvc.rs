@@ -11,6 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use biomatch_engine::finger::FingerView;
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, Normal};
 
 /// One impression of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +136,70 @@ impl FvcSet {
         }
         p
     }
+}
+
+/// A synthetic distractor finger made from a real one, for padding 1:N
+/// galleries: the minutiae turned by up to ±30° about their centre and
+/// shifted by up to ±40 px, cropped to a random window of 70–100 % of
+/// their extent, jittered (σ 2 px, σ 4°), with 10 % dropped and up to
+/// three spurious minutiae added. It keeps the statistics of real
+/// minutiae (density, directions following ridges) but is not a mate of
+/// anything except its source's finger. Seeded by the caller's `rng`.
+pub fn distractor(source: &FingerView, rng: &mut impl Rng) -> FingerView {
+    use std::f32::consts::{PI, TAU};
+    let mut out = source.clone();
+    let ms = &source.minutiae;
+    if ms.is_empty() {
+        return out;
+    }
+    let (cx, cy) = (
+        ms.iter().map(|m| m.x as f32).sum::<f32>() / ms.len() as f32,
+        ms.iter().map(|m| m.y as f32).sum::<f32>() / ms.len() as f32,
+    );
+    let turn = rng.random_range(-PI / 6.0..PI / 6.0);
+    let (dx, dy) = (
+        rng.random_range(-40.0..40.0f32),
+        rng.random_range(-40.0..40.0f32),
+    );
+    let (s, c) = turn.sin_cos();
+    let jitter = Normal::new(0.0f32, 2.0).expect("valid σ");
+    let spin = Normal::new(0.0f32, 4f32.to_radians()).expect("valid σ");
+    let (x0, x1) = ms.iter().fold((f32::MAX, f32::MIN), |(a, b), m| {
+        (a.min(m.x as f32), b.max(m.x as f32))
+    });
+    let (y0, y1) = ms.iter().fold((f32::MAX, f32::MIN), |(a, b), m| {
+        (a.min(m.y as f32), b.max(m.y as f32))
+    });
+    let (w, h) = (x1 - x0, y1 - y0);
+    let (fw, fh) = (
+        rng.random_range(0.7..=1.0f32),
+        rng.random_range(0.7..=1.0f32),
+    );
+    let wx = x0 + rng.random_range(0.0..=1.0f32) * w * (1.0 - fw);
+    let wy = y0 + rng.random_range(0.0..=1.0f32) * h * (1.0 - fh);
+    let limit = |v: f32| v.clamp(0.0, 16383.0).round() as u16;
+    out.minutiae.clear();
+    for m in ms {
+        let (x, y) = (m.x as f32, m.y as f32);
+        let inside = x >= wx && x <= wx + w * fw && y >= wy && y <= wy + h * fh;
+        if !inside || !rng.random_bool(0.9) {
+            continue;
+        }
+        let (x, y) = (x - cx, y - cy);
+        let mut m = *m;
+        m.x = limit(cx + x * c + y * s + dx + jitter.sample(rng));
+        m.y = limit(cy - x * s + y * c + dy + jitter.sample(rng));
+        m.angle = (m.angle + turn + spin.sample(rng)).rem_euclid(TAU);
+        out.minutiae.push(m);
+    }
+    for _ in 0..rng.random_range(0..=3) {
+        let mut m = ms[0];
+        m.x = limit(rng.random_range(x0..=x1.max(x0 + 1.0)) + dx);
+        m.y = limit(rng.random_range(y0..=y1.max(y0 + 1.0)) + dy);
+        m.angle = rng.random_range(0.0..TAU);
+        out.minutiae.push(m);
+    }
+    out
 }
 
 #[cfg(test)]

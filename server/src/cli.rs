@@ -113,6 +113,8 @@ pub enum BenchCommand {
     Embed(bench::embed::EmbedArgs),
     /// HTTP load on a running server: identify and verify, template and image probes.
     Http(bench::http::HttpArgs),
+    /// Fingerprints: minutiae comparisons per second, two-stage 1:N vs exhaustive.
+    Finger(bench::finger::FingerArgs),
 }
 
 /// Runs a parsed command line.
@@ -204,6 +206,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     state,
                     m.file
                 );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Finger(args),
+        } => {
+            let report = bench::finger::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::finger::print(&report);
             }
             Ok(())
         }

@@ -425,6 +425,33 @@ impl Template {
         })
     }
 
+    /// Distance between minutiae `i` and `k` in pixels.
+    pub fn distance(&self, i: usize, k: usize) -> f32 {
+        self.dist[i * self.n + k]
+    }
+
+    /// Direction of minutia `i` in radians.
+    pub fn angle(&self, i: usize) -> f32 {
+        self.angle[i] as f32 * (TAU / 65536.0)
+    }
+
+    /// Angle from minutia `i`'s direction to the line from `i` to `k`, radians.
+    pub fn radial_angle(&self, i: usize, k: usize) -> f32 {
+        // `radial` holds direction − line angle.
+        (self.radial[i * self.n + k].wrapping_neg()) as f32 * (TAU / 65536.0)
+    }
+
+    /// Sum of the valid cylinders' value planes.
+    pub fn cylinder_sum(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.layout.dim];
+        for i in (0..self.n).filter(|&i| self.valid[i]) {
+            for (o, &v) in out.iter_mut().zip(&self.cylinder(i)[..self.layout.dim]) {
+                *o += v as f32;
+            }
+        }
+        out
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.n * (4 + 4 + 2 + 1 + 1 + 16)

@@ -1,5 +1,6 @@
-//! Fingerprints: minutiae records ([`iso19794`]) and the minutiae matcher
-//! ([`matcher`]).
+//! Fingerprints: minutiae records ([`iso19794`]), the minutiae matcher
+//! ([`matcher`], on the SIMD [`kernel`]) and a fixed-length vector per
+//! finger for the first stage of 1:N search ([`vector`]).
 //!
 //! A finger template is a minutiae record (ISO/IEC 19794-2:2005 or ANSI
 //! INCITS 378-2004, one view used) prepared by an [`Encoder`] into
@@ -9,6 +10,7 @@
 pub mod iso19794;
 pub mod kernel;
 pub mod matcher;
+pub mod vector;
 
 pub use iso19794::{FingerView, Format, Minutia, MinutiaKind, MinutiaeRecord};
 pub use matcher::{Encoder, Matcher, Params, Template};

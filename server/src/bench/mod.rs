@@ -7,10 +7,13 @@
 //!   identification latency while a writer enrolls;
 //! * [`embed`]: the face pipeline — per-stage latency, overhead against a
 //!   bare ONNX Runtime session, dynamic batching;
+//! * [`finger`]: the minutiae matcher — comparisons per second, two-stage
+//!   1:N search against exhaustive matching;
 //! * [`http`]: load on a running server — identify and verify with template
 //!   and image probes.
 
 pub mod embed;
+pub mod finger;
 pub mod flat;
 pub mod gallery;
 pub mod http;
