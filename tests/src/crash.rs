@@ -53,18 +53,21 @@ pub fn person(n: u64) -> Enrollment {
                 position: Position::Face,
                 quality: Some(0.8),
                 vector: vector(3 * n, FACE_DIM),
+                record: None,
             },
             TemplateInput {
                 collection: "finger".into(),
                 position: Position::RightThumb,
                 quality: None,
                 vector: vector(3 * n + 1, FINGER_DIM),
+                record: None,
             },
             TemplateInput {
                 collection: "finger".into(),
                 position: Position::RightIndex,
                 quality: None,
                 vector: vector(3 * n + 2, FINGER_DIM),
+                record: None,
             },
         ],
     }

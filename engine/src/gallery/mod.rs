@@ -28,6 +28,7 @@
 //! indexes/<collection>/           one flat index per collection
 //! ```
 
+mod fingers;
 mod reconcile;
 mod search;
 mod types;
@@ -42,6 +43,10 @@ use crate::error::{Error, Result};
 use crate::index::flat::{CompactReport, DEFAULT_SEGMENT_ROWS, FlatIndex, FlatSnapshot};
 use crate::storage::catalog::{Audit, Catalog, NewTemplate};
 
+pub use fingers::{
+    FingerMatch, FingerScore, MODEL_ID as MINUTIAE_MODEL_ID,
+    MODEL_VERSION as MINUTIAE_MODEL_VERSION, PreparedFinger, is_minutiae, minutiae_collection,
+};
 pub use reconcile::CollectionReport;
 pub use search::{
     CollectionCheck, CollectionScore, Probe, Search, SubjectHit, TemplateScore, Verification,
@@ -175,6 +180,7 @@ pub struct Gallery {
     published: ArcSwap<GallerySnapshot>,
     readers: Readers,
     report: GalleryOpenReport,
+    fingers: fingers::Fingers,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -199,7 +205,11 @@ impl Gallery {
             ..GalleryOpenReport::default()
         };
         let mut collections = Vec::new();
+        let fingers = fingers::Fingers::new();
         for info in catalog.collections()? {
+            if is_minutiae(&info.spec) {
+                fingers.load(&catalog, info.id)?;
+            }
             let (index, collection_report) =
                 reconcile::open_index(dir, &catalog, &info, &options, &pending)?;
             report.collections.push(collection_report);
@@ -225,6 +235,7 @@ impl Gallery {
                 idle: Mutex::new(Vec::new()),
             },
             report,
+            fingers,
         };
         Ok(gallery)
     }
@@ -324,9 +335,14 @@ impl Gallery {
             return Ok(Vec::new());
         }
         let mut writer = self.lock()?;
+        let mut prepared = Vec::with_capacity(batch.len());
         let rows: Vec<(String, Vec<NewTemplate>)> = batch
             .iter()
-            .map(|e| Ok((e.subject.clone(), writer.resolve(e)?)))
+            .map(|e| {
+                let (rows, fingers) = writer.resolve(e, &self.fingers)?;
+                prepared.push(fingers);
+                Ok((e.subject.clone(), rows))
+            })
             .collect::<Result<_>>()?;
         let audit = audit(
             actor.into(),
@@ -334,6 +350,9 @@ impl Gallery {
             batch.iter().map(|e| e.subject.clone()).collect(),
         );
         let receipts = writer.catalog.enroll(&rows, &audit)?;
+        for ((receipt, (_, templates)), fingers) in receipts.iter().zip(&rows).zip(&prepared) {
+            self.cache_fingers(receipt, templates, fingers);
+        }
         let result = writer.index_new(&rows, &receipts);
         writer.subjects += receipts.len() as u64;
         self.publish(&writer);
@@ -347,11 +366,15 @@ impl Gallery {
         actor: impl Into<Actor<'a>>,
     ) -> Result<EnrollReceipt> {
         let mut writer = self.lock()?;
-        let templates = writer.resolve(enrollment)?;
+        let (templates, fingers) = writer.resolve(enrollment, &self.fingers)?;
         let audit = audit(actor.into(), "replace", vec![enrollment.subject.clone()]);
         let replaced = writer
             .catalog
             .replace(&enrollment.subject, &templates, &audit)?;
+        for &(template, collection) in &replaced.removed {
+            self.fingers.remove(collection, template);
+        }
+        self.cache_fingers(&replaced.receipt, &templates, &fingers);
         let rows = [(enrollment.subject.clone(), templates)];
         let result = writer
             .unindex(&replaced.removed)
@@ -369,9 +392,27 @@ impl Gallery {
             &audit(actor.into(), "delete", vec![subject.to_string()]),
         )?;
         writer.subjects -= 1;
+        for &(template, collection) in &removed {
+            self.fingers.remove(collection, template);
+        }
         let result = writer.unindex(&removed);
         self.publish(&writer);
         result
+    }
+
+    /// Adds a committed subject's prepared finger templates to the
+    /// in-memory table.
+    fn cache_fingers(
+        &self,
+        receipt: &EnrollReceipt,
+        templates: &[NewTemplate],
+        prepared: &[Option<PreparedFinger>],
+    ) {
+        for ((t, &id), p) in templates.iter().zip(&receipt.template_ids).zip(prepared) {
+            if let Some(p) = p {
+                self.fingers.add(t.collection_id, id, receipt.subject_id, p);
+            }
+        }
     }
 
     /// Rewrites index segments whose deleted rows make up at least
@@ -474,8 +515,13 @@ impl Writer {
     }
 
     /// Validates an enrollment completely (nothing may fail after the
-    /// catalog commit for reasons of input) and resolves its collections.
-    fn resolve(&self, e: &Enrollment) -> Result<Vec<NewTemplate>> {
+    /// catalog commit for reasons of input) and resolves its collections;
+    /// finger records of minutiae collections come back prepared.
+    fn resolve(
+        &self,
+        e: &Enrollment,
+        fingers: &fingers::Fingers,
+    ) -> Result<(Vec<NewTemplate>, Vec<Option<PreparedFinger>>)> {
         validate_subject(&e.subject)?;
         if e.templates.is_empty() {
             return Err(Error::invalid(
@@ -483,9 +529,11 @@ impl Writer {
                 format!("subject `{}` has none", e.subject),
             ));
         }
-        let mut fingers = Vec::new();
+        let mut positions = Vec::new();
         let mut buf = Vec::new();
-        e.templates
+        let mut prepared = Vec::with_capacity(e.templates.len());
+        let rows = e
+            .templates
             .iter()
             .map(|t| {
                 let c = self.collection(&t.collection)?;
@@ -501,26 +549,58 @@ impl Writer {
                 if t.position.modality() == Modality::Finger
                     && t.position != Position::UnknownFinger
                 {
-                    if fingers.contains(&(c.info.id, t.position)) {
+                    if positions.contains(&(c.info.id, t.position)) {
                         return Err(Error::invalid(
                             "position",
                             format!("{} given twice for subject `{}`", t.position, e.subject),
                         ));
                     }
-                    fingers.push((c.info.id, t.position));
+                    positions.push((c.info.id, t.position));
                 }
                 if t.quality.is_some_and(|q| !q.is_finite()) {
                     return Err(Error::invalid("quality", "not a finite number"));
                 }
-                crate::index::flat::prepare(&c.index.config(), &t.vector, &mut buf, true)?;
+                let minutiae = is_minutiae(&c.info.spec);
+                let (vector, finger) = match (&t.record, minutiae) {
+                    (Some(record), true) => {
+                        if !t.vector.is_empty() {
+                            return Err(Error::invalid(
+                                "vector",
+                                format!(
+                                    "collection `{}` computes vectors from records: leave `vector` empty",
+                                    t.collection
+                                ),
+                            ));
+                        }
+                        let p = fingers.prepare(record, t.position)?;
+                        (p.vector.clone(), Some(p))
+                    }
+                    (None, true) => {
+                        return Err(Error::invalid(
+                            "record",
+                            format!("collection `{}` needs a minutiae record", t.collection),
+                        ));
+                    }
+                    (Some(_), false) => {
+                        return Err(Error::invalid(
+                            "record",
+                            format!("collection `{}` takes vectors, not records", t.collection),
+                        ));
+                    }
+                    (None, false) => (t.vector.clone(), None),
+                };
+                crate::index::flat::prepare(&c.index.config(), &vector, &mut buf, true)?;
+                prepared.push(finger);
                 Ok(NewTemplate {
                     collection_id: c.info.id,
                     position: t.position,
                     quality: t.quality,
-                    vector: t.vector.clone(),
+                    vector,
+                    record: t.record.clone(),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((rows, prepared))
     }
 
     /// Appends committed templates to their indexes, one append per collection.

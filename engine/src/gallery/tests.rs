@@ -51,18 +51,21 @@ fn person(n: u64) -> Enrollment {
                 position: Position::Face,
                 quality: Some(0.9),
                 vector: vector(n * 10, FACE_DIM),
+                record: None,
             },
             TemplateInput {
                 collection: "finger".into(),
                 position: Position::RightThumb,
                 quality: None,
                 vector: vector(n * 10 + 1, FINGER_DIM),
+                record: None,
             },
             TemplateInput {
                 collection: "finger".into(),
                 position: Position::LeftIndex,
                 quality: None,
                 vector: vector(n * 10 + 2, FINGER_DIM),
+                record: None,
             },
         ],
     }

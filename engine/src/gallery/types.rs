@@ -219,8 +219,14 @@ pub struct TemplateInput {
     pub position: Position,
     /// Quality measure of the capture, if known.
     pub quality: Option<f32>,
-    /// The embedding.
+    /// The embedding. Empty for a minutiae collection ([`crate::finger`]):
+    /// the gallery computes its vector from `record`.
+    #[serde(default)]
     pub vector: Vec<f32>,
+    /// A finger minutiae record (ISO/IEC 19794-2:2005 or ANSI INCITS
+    /// 378-2004): required in a minutiae collection, refused elsewhere.
+    #[serde(default)]
+    pub record: Option<Vec<u8>>,
 }
 
 /// A subject with its templates, to enroll or to replace.
@@ -254,8 +260,11 @@ pub struct TemplateRecord {
     pub position: Position,
     /// Capture quality, if given.
     pub quality: Option<f32>,
-    /// The embedding exactly as enrolled.
+    /// The embedding exactly as enrolled (computed from the record in a
+    /// minutiae collection).
     pub vector: Vec<f32>,
+    /// The minutiae record exactly as enrolled, if any.
+    pub record: Option<Vec<u8>>,
 }
 
 /// A stored subject.

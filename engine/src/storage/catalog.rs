@@ -133,6 +133,8 @@ pub struct NewTemplate {
     pub quality: Option<f32>,
     /// The embedding as given.
     pub vector: Vec<f32>,
+    /// The minutiae record it was made from (finger templates).
+    pub record: Option<Vec<u8>>,
 }
 
 /// A template deletion the indexes have not made durable yet.
@@ -544,7 +546,7 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT t.id, c.name, t.position, t.quality, t.vector FROM templates t
+                "SELECT t.id, c.name, t.position, t.quality, t.vector, t.record FROM templates t
                  JOIN collections c ON c.id = t.collection_id WHERE t.subject_id = ?1 ORDER BY t.id",
             )
             .map_err(|e| self.err(e))?;
@@ -556,12 +558,14 @@ impl Catalog {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<f64>>(3)?,
                     r.get::<_, Option<Vec<u8>>>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut templates = Vec::new();
         for row in rows {
-            let (tid, collection, position, quality, blob) = row.map_err(|e| self.err(e))?;
+            let (tid, collection, position, quality, blob, record) =
+                row.map_err(|e| self.err(e))?;
             templates.push(TemplateRecord {
                 id: tid as u64,
                 collection,
@@ -573,6 +577,7 @@ impl Catalog {
                     blob.as_deref().unwrap_or_default(),
                     None,
                 )?,
+                record,
             });
         }
         Ok(Some(SubjectRecord {
@@ -684,6 +689,39 @@ impl Catalog {
         Ok(())
     }
 
+    /// Calls `f(template id, subject id, position, record)` for every
+    /// template of a collection that has a minutiae record, in id order.
+    pub fn for_each_record(
+        &self,
+        collection_id: u64,
+        mut f: impl FnMut(u64, u64, Position, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, subject_id, position, record FROM templates
+                 WHERE collection_id = ?1 AND record IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![collection_id as i64])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id = row.get::<_, i64>(0).map_err(|e| self.err(e))? as u64;
+            let subject = row.get::<_, i64>(1).map_err(|e| self.err(e))? as u64;
+            let position = row.get::<_, String>(2).map_err(|e| self.err(e))?;
+            let position = Position::parse(&position)
+                .map_err(|e| Error::corrupted(&self.path, format!("template {id}: {e}")))?;
+            let record = row
+                .get_ref(3)
+                .map_err(|e| self.err(e))?
+                .as_blob()
+                .map_err(|e| self.err(e.into()))?;
+            f(id, subject, position, record)?;
+        }
+        Ok(())
+    }
+
     fn decode_vector(&self, id: u64, blob: &[u8], dim: Option<usize>) -> Result<Vec<f32>> {
         if !blob.len().is_multiple_of(4) || dim.is_some_and(|d| d * 4 != blob.len()) {
             return Err(Error::corrupted(
@@ -763,8 +801,8 @@ fn insert_templates(
     now: i64,
 ) -> rusqlite::Result<Vec<u64>> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO templates (subject_id, collection_id, position, quality, vector, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO templates (subject_id, collection_id, position, quality, vector, record, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut ids = Vec::with_capacity(templates.len());
     for t in templates {
@@ -774,6 +812,7 @@ fn insert_templates(
             t.position.name(),
             t.quality.map(f64::from),
             encode_vector(&t.vector),
+            t.record,
             now
         ])?;
         ids.push(conn.last_insert_rowid() as u64);
@@ -872,6 +911,7 @@ mod tests {
             position: Position::Face,
             quality: Some(0.5),
             vector: vec![x, -x, 0.25],
+            record: None,
         }
     }
 
@@ -970,6 +1010,7 @@ mod tests {
             position: Position::Face,
             quality: None,
             vector: vec![f32::MIN_POSITIVE, -0.0, 1.0 / 3.0],
+            record: None,
         };
         c.enroll(
             &[("079123456789".into(), vec![t.clone()])],

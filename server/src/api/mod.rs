@@ -559,6 +559,7 @@ fn store(
             position: Position::Face,
             quality: template.quality.map(|q| q.detector_score),
             vector: template.vector.clone(),
+            record: None,
         }],
     };
     let actor = Actor {

@@ -132,6 +132,7 @@ fn enrollment(subject: String, vector: Vec<f32>) -> Enrollment {
             position: Position::Face,
             quality: None,
             vector,
+            record: None,
         }],
     }
 }

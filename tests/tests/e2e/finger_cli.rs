@@ -1,0 +1,112 @@
+//! `biomatch eval fvc` and `biomatch bench finger` end to end on the
+//! FVC2002 records in `../shared/datasets` (missing data fails under
+//! `CI=true`, skips otherwise).
+
+use std::path::PathBuf;
+
+use biomatch_tests::{biomatch, repo_root};
+
+fn fvc() -> Option<PathBuf> {
+    let dir = repo_root().join("../shared/datasets/fvc2002");
+    if dir.join("DB1_B/101_1.iso").exists() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "CI=true and the FVC2002 records are missing at {}",
+            dir.display()
+        );
+    }
+    eprintln!("SKIPPED: no FVC2002 records at {}", dir.display());
+    None
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = biomatch().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn eval_fvc_reports_the_protocol_per_set() {
+    let Some(data) = fvc() else { return };
+    let r = json(&["eval", "fvc", "--data", data.to_str().unwrap(), "--json"]);
+    let sets = r["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 4);
+    for s in sets {
+        assert_eq!(s["genuine"], 280, "{s}");
+        assert_eq!(s["impostors"], 2880);
+        assert_eq!(s["fvc_impostors"], 45);
+        for field in ["eer", "eer_fvc", "fnmr_at_fmr_1pct", "fnmr_at_fmr_0_1pct"] {
+            let v = s[field].as_f64().unwrap();
+            assert!((0.0..0.2).contains(&v), "{field} = {v}");
+        }
+        assert!(s["comparisons_per_s"].as_f64().unwrap() > 1000.0);
+    }
+    // The targets: mean EER ≤ 3.3 %, no set above 5 %.
+    assert!(r["mean_eer"].as_f64().unwrap() <= 0.033, "{r}");
+    assert!(sets.iter().all(|s| s["eer"].as_f64().unwrap() <= 0.05));
+    // One set by name; an unknown one is an error.
+    let one = json(&[
+        "eval",
+        "fvc",
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "DB3_B",
+        "--json",
+    ]);
+    assert_eq!(one["sets"][0]["set"], "DB3_B");
+    let out = biomatch()
+        .args([
+            "eval",
+            "fvc",
+            "--data",
+            data.to_str().unwrap(),
+            "--set",
+            "DB9_Z",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DB9_Z"));
+}
+
+#[test]
+fn bench_finger_compares_two_stage_with_exhaustive() {
+    let Some(data) = fvc() else { return };
+    let r = json(&[
+        "bench",
+        "finger",
+        "--data",
+        data.to_str().unwrap(),
+        "--distractors",
+        "300",
+        "--shortlist",
+        "60",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(r["gallery"], 320);
+    assert_eq!(r["mates"], 20);
+    assert_eq!(r["probes"], 140);
+    for field in ["shortlist_recall", "rank1_exhaustive", "rank1_two_stage"] {
+        let v = r[field].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&v), "{field} = {v}");
+    }
+    // Two-stage cannot find a mate the shortlist lost.
+    assert!(r["rank1_two_stage"].as_f64() <= r["shortlist_recall"].as_f64());
+    for field in [
+        "comparisons_per_s",
+        "exhaustive_ms",
+        "two_stage_ms",
+        "speedup",
+    ] {
+        assert!(r[field].as_f64().unwrap() > 0.0, "{field}");
+    }
+}
