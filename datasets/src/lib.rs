@@ -2,7 +2,9 @@
 //!
 //! Data for tests, benchmarks and evaluation: seeded synthetic vector sets
 //! ([`synth`]) and on-disk benchmark fixtures built from them, the LFW
-//! protocol ([`lfw`]) and verification metrics ([`metrics`]).
+//! protocol ([`lfw`]), FVC fingerprint sets with their protocol and a
+//! distractor generator ([`fvc`]), verification metrics ([`metrics`]) and
+//! error rates (FVC EER, FNMR at FMR: [`errors`]).
 
 #![deny(missing_docs)]
 

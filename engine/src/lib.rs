@@ -4,7 +4,8 @@
 //! HTTP): SIMD similarity kernels ([`vector`]), crash-safe on-disk formats
 //! ([`storage`]), vector indexes ([`index`]), the durable gallery
 //! ([`gallery`]), the ONNX model runtime ([`embed`]), image decoding and
-//! geometry ([`imaging`]) and the face pipeline ([`face`]).
+//! geometry ([`imaging`]), the face pipeline ([`face`]) and fingerprint
+//! minutiae records and matching ([`finger`]).
 //!
 //! Everything here is synchronous; CPU-parallel work uses the caller's
 //! rayon pool (`pool.install(|| ...)`), so a server decides how many threads
