@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use biomatch_engine::finger::FingerView;
+use biomatch_engine::finger::{FingerView, MinutiaeRecord};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, Normal};
 
@@ -26,6 +26,17 @@ pub struct Impression {
     pub record: PathBuf,
     /// The image file (`.png`, `.tif` or `.bmp`), if present.
     pub image: Option<PathBuf>,
+}
+
+impl Impression {
+    /// Reads and parses the minutiae record; its first finger view.
+    pub fn first_view(&self) -> Result<FingerView> {
+        let bytes = std::fs::read(&self.record)
+            .with_context(|| format!("reading {}", self.record.display()))?;
+        let mut record =
+            MinutiaeRecord::parse(&bytes).with_context(|| self.record.display().to_string())?;
+        Ok(record.views.swap_remove(0))
+    }
 }
 
 /// One set: a folder of impressions.

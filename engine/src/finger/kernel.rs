@@ -153,6 +153,11 @@ pub fn candidates(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Layout;
+    use crate::vector::x86_64::{avx2::hsum_i32, avx512::load_512};
+
     /// Runs `f` compiled with POPCNT so `count_ones` is one instruction.
     ///
     /// # Safety
@@ -163,17 +168,6 @@ mod x86 {
         f(arg)
     }
 
-    use std::arch::x86_64::*;
-
-    use super::Layout;
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn load_512(x: &[u8; 64]) -> __m512i {
-        // SAFETY: `x` is 64 readable bytes.
-        unsafe { _mm512_loadu_si512(x.as_ptr().cast()) }
-    }
-
     #[target_feature(enable = "avx2")]
     #[inline]
     fn load_256(x: &[u8; 32]) -> __m256i {
@@ -181,11 +175,11 @@ mod x86 {
         unsafe { _mm256_loadu_si256(x.as_ptr().cast()) }
     }
 
-    /// The value, energy and mask planes of one cylinder.
-    fn planes(c: &[u8], layout: Layout) -> (&[u8], &[u8], &[u8]) {
+    /// The value, energy and mask planes of one cylinder, in `N`-byte chunks.
+    fn planes<const N: usize>(c: &[u8], layout: Layout) -> [&[[u8; N]]; 3] {
         let (v, rest) = c.split_at(layout.dim);
         let (e, m) = rest.split_at(2 * layout.cells);
-        (v, e, m)
+        [v, e, m].map(|p| p.as_chunks::<N>().0)
     }
 
     /// # Safety
@@ -199,19 +193,9 @@ mod x86 {
         out: &mut [[i32; 3]],
     ) {
         let size = layout.bytes();
-        let (av, ae, am) = planes(a, layout);
-        let (av, ae, am) = (
-            av.as_chunks::<64>().0,
-            ae.as_chunks::<64>().0,
-            am.as_chunks::<64>().0,
-        );
+        let [av, ae, am] = planes::<64>(a, layout);
         for (o, &j) in out.iter_mut().zip(js) {
-            let (bv, be, bm) = planes(&bs[j as usize * size..][..size], layout);
-            let (bv, be, bm) = (
-                bv.as_chunks::<64>().0,
-                be.as_chunks::<64>().0,
-                bm.as_chunks::<64>().0,
-            );
+            let [bv, be, bm] = planes::<64>(&bs[j as usize * size..][..size], layout);
             let mut acc = [_mm512_setzero_si512(); 3];
             for (x, y) in av.iter().zip(bv) {
                 acc[0] = _mm512_dpbusd_epi32(acc[0], load_512(x), load_512(y));
@@ -238,25 +222,9 @@ mod x86 {
     ) {
         let size = layout.bytes();
         let ones = _mm256_set1_epi16(1);
-        let hsum = |x: __m256i| {
-            let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-            _mm_cvtsi128_si32(s)
-        };
-        let (av, ae, am) = planes(a, layout);
-        let (av, ae, am) = (
-            av.as_chunks::<32>().0,
-            ae.as_chunks::<32>().0,
-            am.as_chunks::<32>().0,
-        );
+        let [av, ae, am] = planes::<32>(a, layout);
         for (o, &j) in out.iter_mut().zip(js) {
-            let (bv, be, bm) = planes(&bs[j as usize * size..][..size], layout);
-            let (bv, be, bm) = (
-                bv.as_chunks::<32>().0,
-                be.as_chunks::<32>().0,
-                bm.as_chunks::<32>().0,
-            );
+            let [bv, be, bm] = planes::<32>(&bs[j as usize * size..][..size], layout);
             let mut acc = [_mm256_setzero_si256(); 3];
             for (x, y) in av.iter().zip(bv) {
                 let prod = _mm256_maddubs_epi16(load_256(x), load_256(y));
@@ -268,7 +236,7 @@ mod x86 {
             for (x, y) in am.iter().zip(be) {
                 acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(load_256(x), load_256(y)));
             }
-            *o = acc.map(hsum);
+            *o = acc.map(|x| hsum_i32(x));
         }
     }
 }

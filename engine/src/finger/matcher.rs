@@ -413,18 +413,6 @@ impl Template {
         &self.cells[i * size..(i + 1) * size]
     }
 
-    /// Minutia positions, directions and kinds.
-    pub fn minutiae(&self) -> impl Iterator<Item = (f32, f32, f32, MinutiaKind)> + '_ {
-        (0..self.n).map(|i| {
-            (
-                self.x[i],
-                self.y[i],
-                self.angle[i] as f32 * (TAU / 65536.0),
-                self.kind[i],
-            )
-        })
-    }
-
     /// Distance between minutiae `i` and `k` in pixels.
     pub fn distance(&self, i: usize, k: usize) -> f32 {
         self.dist[i * self.n + k]

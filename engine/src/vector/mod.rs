@@ -38,7 +38,7 @@ pub mod quant;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
-mod x86_64;
+pub(crate) mod x86_64;
 
 use std::fmt;
 use std::sync::OnceLock;

@@ -21,11 +21,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use biomatch_datasets::fvc::{FvcSet, distractor};
-use biomatch_engine::finger::{
-    Encoder, FingerView, Matcher, MinutiaeRecord, Params, Template, vector,
-};
+use biomatch_engine::finger::{Encoder, FingerView, Matcher, Params, Template, vector};
 use biomatch_engine::index::flat::{FlatConfig, FlatIndex};
 use biomatch_engine::index::{Dtype, Metric};
 use rand::{RngExt, SeedableRng};
@@ -109,14 +107,10 @@ fn load(set: &FvcSet) -> Result<Vec<(FingerId, u32, FingerView)>> {
     set.impressions
         .iter()
         .map(|imp| {
-            let bytes = std::fs::read(&imp.record)
-                .with_context(|| format!("reading {}", imp.record.display()))?;
-            let mut record =
-                MinutiaeRecord::parse(&bytes).with_context(|| imp.record.display().to_string())?;
             Ok((
                 (set.name.clone(), imp.finger),
                 imp.impression,
-                record.views.remove(0),
+                imp.first_view()?,
             ))
         })
         .collect()
@@ -139,18 +133,7 @@ pub fn run(args: &FingerArgs) -> Result<FingerReport> {
     counts.sort_unstable();
     // Every other record: all sets, 160 templates for 320 records.
     let sample: Vec<&Template> = real.iter().step_by(2).collect();
-    let mut matcher = Matcher::new(params);
-    let mut fastest = f64::INFINITY;
-    for _ in 0..3 {
-        let started = Instant::now();
-        for a in 0..sample.len() {
-            for b in a + 1..sample.len() {
-                std::hint::black_box(matcher.score(sample[a], sample[b]));
-            }
-        }
-        fastest = fastest.min(started.elapsed().as_secs_f64());
-    }
-    let comparisons_per_s = (sample.len() * (sample.len() - 1) / 2) as f64 / fastest;
+    let (_, comparisons_per_s) = crate::eval::fvc::score_all_pairs(&sample, params);
 
     // The 1:N gallery.
     let mut gallery: Vec<Entry> = Vec::new();

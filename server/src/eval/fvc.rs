@@ -11,10 +11,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use biomatch_datasets::errors::{AtFmr, Eer, ScoreSets};
 use biomatch_datasets::fvc::FvcSet;
-use biomatch_engine::finger::{Encoder, Matcher, MinutiaeRecord, Params, Template};
+use biomatch_engine::finger::{Encoder, Matcher, Params, Template};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -100,13 +100,7 @@ pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
         let templates: Vec<Template> = set
             .impressions
             .par_iter()
-            .map(|imp| {
-                let bytes = std::fs::read(&imp.record)
-                    .with_context(|| format!("reading {}", imp.record.display()))?;
-                let record = MinutiaeRecord::parse(&bytes)
-                    .with_context(|| imp.record.display().to_string())?;
-                Ok(encoder.encode(&record.views[0]))
-            })
+            .map(|imp| Ok(encoder.encode(&imp.first_view()?)))
             .collect::<Result<_>>()?;
         let encode_ms = started.elapsed().as_secs_f64() * 1e3 / templates.len() as f64
             * rayon::current_num_threads() as f64;
@@ -121,11 +115,11 @@ pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
     })
 }
 
-fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64) -> SetReport {
-    let protocol = set.protocol();
+/// Scores every distinct pair on this thread (`scores[a · n + b]`, `a <
+/// b`); the fastest of three passes gives comparisons per second on one
+/// core (the machine is shared).
+pub fn score_all_pairs(templates: &[&Template], params: Params) -> (Vec<f32>, f64) {
     let mut matcher = Matcher::new(params);
-    // Every distinct pair, on this thread; the fastest of three passes
-    // times it (the machine is shared).
     let n = templates.len();
     let mut scores = vec![0f32; n * n];
     let mut fastest = f64::INFINITY;
@@ -133,12 +127,19 @@ fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64
         let started = Instant::now();
         for a in 0..n {
             for b in a + 1..n {
-                scores[a * n + b] = matcher.score(&templates[a], &templates[b]);
+                scores[a * n + b] = matcher.score(templates[a], templates[b]);
             }
         }
         fastest = fastest.min(started.elapsed().as_secs_f64());
     }
-    let comparisons_per_s = (n * (n - 1) / 2) as f64 / fastest;
+    (scores, (n * n.saturating_sub(1) / 2) as f64 / fastest)
+}
+
+fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64) -> SetReport {
+    let protocol = set.protocol();
+    let n = templates.len();
+    let refs: Vec<&Template> = templates.iter().collect();
+    let (scores, comparisons_per_s) = score_all_pairs(&refs, params);
     let pick = |pairs: &[(usize, usize)]| -> Vec<f32> {
         pairs.iter().map(|&(a, b)| scores[a * n + b]).collect()
     };

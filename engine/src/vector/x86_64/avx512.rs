@@ -78,7 +78,7 @@ fn load_f16_partial(x: &[f16]) -> __m512 {
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn load_512<T>(x: &[T; 64]) -> __m512i
+pub(crate) fn load_512<T>(x: &[T; 64]) -> __m512i
 where
     T: bytemuck::Pod,
 {
