@@ -29,13 +29,15 @@ pub struct Impression {
 }
 
 impl Impression {
-    /// Reads and parses the minutiae record; its first finger view.
+    /// Reads and parses the minutiae record; its first finger view, at 500 dpi.
     pub fn first_view(&self) -> Result<FingerView> {
         let bytes = std::fs::read(&self.record)
             .with_context(|| format!("reading {}", self.record.display()))?;
-        let mut record =
+        let record =
             MinutiaeRecord::parse(&bytes).with_context(|| self.record.display().to_string())?;
-        Ok(record.views.swap_remove(0))
+        record
+            .view_at_500dpi(0)
+            .with_context(|| format!("{}: no finger view", self.record.display()))
     }
 }
 
@@ -101,6 +103,16 @@ impl FvcSet {
         }
         impressions.sort_by_key(|i| (i.finger, i.impression));
         Ok(FvcSet { name, impressions })
+    }
+
+    /// The scan resolution of the set's images: 569 dpi for FVC2002 DB2
+    /// (the only set not at 500 dpi, per the FVC2002 report), 500 otherwise.
+    pub fn dpi(&self) -> f32 {
+        if self.name.starts_with("DB2") {
+            569.0
+        } else {
+            500.0
+        }
     }
 
     /// The sets under `root` (`DB*_*` folders), sorted by name.

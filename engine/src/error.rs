@@ -174,6 +174,13 @@ pub enum Error {
         threshold: f32,
     },
 
+    /// A finger image holds no usable fingerprint (blank, or no ridge texture).
+    #[error("no fingerprint found: {reason}")]
+    NoFinger {
+        /// What was measured.
+        reason: String,
+    },
+
     /// A sample failed a quality gate; `measure` names the failing measure.
     #[error("quality check failed: {measure} = {value:.3} is {relation} the limit {limit}")]
     QualityRejected {

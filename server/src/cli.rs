@@ -46,6 +46,12 @@ pub enum Command {
     },
     /// Run the face pipeline on one image: detection, quality, liveness, embedding.
     Face(crate::models::FaceArgs),
+    /// Fingerprint images: extract minutiae to an ISO record, render for inspection.
+    Finger {
+        /// What to do.
+        #[command(subcommand)]
+        which: crate::finger::FingerCommand,
+    },
     /// Model files: install from the mirror (or download), list.
     Models {
         /// What to do.
@@ -170,6 +176,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Face(args) => crate::models::run_face(&args),
+        Command::Finger { which } => crate::finger::run(&which),
         Command::Models {
             which:
                 ModelsCommand::Install {

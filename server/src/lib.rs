@@ -2,7 +2,7 @@
 //!
 //! The `biomatch` binary's library: configuration ([`config`]), the HTTP
 //! server ([`http`]) and its `/v1` API ([`api`]), the command line
-//! ([`cli`]), model installation
+//! ([`cli`]), the fingerprint tools ([`finger`]), model installation
 //! ([`models`]), evaluations ([`eval`]) and benchmarks
 //! ([`bench`](mod@bench)).
 //! CPU-heavy work runs on rayon pools, never on the async workers.
@@ -14,5 +14,6 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod finger;
 pub mod http;
 pub mod models;

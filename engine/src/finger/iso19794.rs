@@ -282,6 +282,33 @@ impl MinutiaeRecord {
 
     /// Serialises the record in its [`format`](MinutiaeRecord::format).
     ///
+    /// View `index` with its coordinates brought to 500 dpi (197 px/cm, the
+    /// matcher's scale) from the record's resolution; a resolution of 0
+    /// (unknown) is taken as 500 dpi.
+    pub fn view_at_500dpi(&self, index: usize) -> Option<FingerView> {
+        let mut view = self.views.get(index)?.clone();
+        let factor = |per_cm: u16| {
+            if per_cm == 0 {
+                1.0
+            } else {
+                197.0 / per_cm as f32
+            }
+        };
+        let (fx, fy) = (factor(self.x_resolution), factor(self.y_resolution));
+        if fx != 1.0 || fy != 1.0 {
+            for m in &mut view.minutiae {
+                m.x = (m.x as f32 * fx).round().min(16383.0) as u16;
+                m.y = (m.y as f32 * fy).round().min(16383.0) as u16;
+                if fx != fy {
+                    // An anisotropic scale turns directions too.
+                    let (c, s) = (m.angle.cos() * fx, m.angle.sin() * fy);
+                    m.angle = s.atan2(c).rem_euclid(TAU);
+                }
+            }
+        }
+        Some(view)
+    }
+
     /// Fails only for records no parser would have produced: no views, more
     /// than 255 views or minutiae, coordinates beyond 14 bits, an extended
     /// block over 65535 bytes.

@@ -1,4 +1,5 @@
-//! Fingerprints: minutiae records ([`iso19794`]), the minutiae matcher
+//! Fingerprints: minutiae extraction from images ([`extract`]), minutiae
+//! records ([`iso19794`]), the minutiae matcher
 //! ([`matcher`], on the SIMD [`kernel`]) and a fixed-length vector per
 //! finger for the first stage of 1:N search ([`vector`]).
 //!
@@ -7,11 +8,13 @@
 //! rotation- and translation-invariant local structures, which a
 //! [`Matcher`] compares in `[0, 1]`.
 
+pub mod extract;
 pub mod iso19794;
 pub mod kernel;
 pub mod matcher;
 pub mod vector;
 
+pub use extract::{Analysis, ExtractParams, Extraction, Extractor, FingerQuality};
 pub use iso19794::{FingerView, Format, Minutia, MinutiaKind, MinutiaeRecord};
 pub use matcher::{Encoder, Matcher, Params, Template};
 

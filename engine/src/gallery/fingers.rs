@@ -131,12 +131,16 @@ impl Fingers {
     pub(super) fn prepare(&self, record: &[u8], position: Position) -> Result<PreparedFinger> {
         let parsed = MinutiaeRecord::parse(record)?;
         let code = position.iso_code();
-        let view = parsed
+        let index = parsed
             .views
             .iter()
-            .find(|v| Some(v.position) == code)
-            .unwrap_or(&parsed.views[0]);
-        let template = self.encoder.encode(view);
+            .position(|v| Some(v.position) == code)
+            .unwrap_or(0);
+        // Coordinates at the matcher's 500 dpi, whatever the record's resolution.
+        let view = parsed
+            .view_at_500dpi(index)
+            .ok_or_else(|| Error::invalid("record", "no finger view"))?;
+        let template = self.encoder.encode(&view);
         let vector = vector::fixed_length(&template);
         Ok(PreparedFinger {
             position,

@@ -1,0 +1,629 @@
+//! Fingerprint images to minutiae records.
+//!
+//! The pipeline, at 500 dpi (other resolutions are resampled first):
+//!
+//! 1. **Fields** ([`field`]): after a local contrast normalisation
+//!    (mean and standard deviation over 25 × 25 pixels), the gradient
+//!    structure tensor summed over 8 × 8 blocks and smoothed gives the
+//!    ridge orientation and its coherence; blocks with grey-level contrast
+//!    and coherent orientation form the foreground (closed, opened,
+//!    largest component, holes filled); the ridge period per block comes
+//!    from the spectrum of grey levels sampled across the ridges.
+//! 2. **Enhancement** ([`gabor`]): every foreground pixel is filtered with
+//!    the even Gabor filter of its direction and period; the sign of the
+//!    response separates ridges from valleys.
+//! 3. **Thinning** ([`skeleton`]): Zhang–Suen, then a pass that leaves the
+//!    ridges one 8-connected pixel wide.
+//! 4. **Minutiae**: skeleton pixels with one neighbour are endings, those
+//!    with three branches bifurcations. Direction: the ridge orientation
+//!    at the minutia, turned towards the ridge the minutia sits on (an
+//!    ending points along its ridge, away from the gap; a bifurcation
+//!    between its two branches), as ISO/IEC 19794-2 defines it.
+//! 5. **False minutiae** are dropped: endings whose ridge runs on into
+//!    the background (the edge cut it), anything within a few pixels of
+//!    the edge or in blocks of low coherence, spurs (an ending whose ridge reaches a
+//!    bifurcation within 1.2 periods), short ridges (two endings joined by
+//!    a short ridge), bridges and holes (two bifurcations joined by a short
+//!    ridge), broken ridges (two endings facing each other across a short
+//!    gap along the ridge flow), and any two minutiae closer than half a
+//!    period.
+//!
+//! Each minutia gets a quality from its block's coherence and its distance
+//! to the edge; the finger gets a [`FingerQuality`] score (area, coherence,
+//! periodicity, minutiae count) that enrollment compares with
+//! [`ExtractParams::min_quality`].
+//!
+//! The record is written in the input image's own geometry (its width,
+//! height and resolution), so it maps onto the image it came from; the
+//! matcher brings every record to 500 dpi
+//! ([`MinutiaeRecord::view_at_500dpi`]).
+
+mod field;
+mod gabor;
+mod render;
+mod skeleton;
+#[cfg(test)]
+mod tests;
+
+use std::f32::consts::PI;
+
+use self::field::Field;
+use self::gabor::Bank;
+use self::skeleton::Skeleton;
+use super::iso19794::{FingerView, Format, Minutia, MinutiaKind, MinutiaeRecord};
+use crate::error::{Error, ImageProblem, Result};
+use crate::imaging::{GreyImage, resize_bilinear};
+use crate::vector::Backend;
+
+pub use render::render;
+
+/// The resolution the pipeline works at.
+pub const WORKING_DPI: f32 = 500.0;
+
+/// Extraction settings. Lengths are in pixels at 500 dpi.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractParams {
+    /// Side of the blocks of the orientation and segmentation fields.
+    pub block: usize,
+    /// Foreground blocks have at least this standard deviation of grey
+    /// levels…
+    pub min_contrast: f32,
+    /// …and at least this orientation coherence (over about 4 blocks).
+    pub segmentation_coherence: f32,
+    /// σ, in blocks, of the smoothing of the orientation used by the
+    /// enhancement.
+    pub orientation_smoothing: f32,
+    /// Gabor kernel radius.
+    pub gabor_radius: usize,
+    /// Gabor envelope σ along the ridges.
+    pub gabor_sigma_along: f32,
+    /// Gabor envelope σ across the ridges.
+    pub gabor_sigma_across: f32,
+    /// Minutiae closer than this to the background are dropped.
+    pub border: f32,
+    /// Endings whose ridge, continued this far beyond the tip, reaches
+    /// the background are dropped (the edge cut the ridge).
+    pub edge_look: f32,
+    /// Minutiae in blocks of lower orientation coherence are dropped.
+    pub min_coherence: f32,
+    /// Two bifurcations joined by a ridge at most this many ridge periods
+    /// long are a bridge or a hole: both dropped.
+    pub bridge: f32,
+    /// An ending joined to another minutia by a ridge at most this many
+    /// periods long is a spur or a short ridge: both dropped.
+    pub spur: f32,
+    /// Two endings facing each other across at most this many periods
+    /// along the flow are a broken ridge: both dropped.
+    pub gap: f32,
+    /// Any two minutiae closer than this many periods are both dropped.
+    pub crowd: f32,
+    /// At most this many minutiae are kept (the best by quality).
+    pub max_minutiae: usize,
+    /// Smaller foregrounds (pixels at 500 dpi) are "no fingerprint".
+    pub min_area: usize,
+    /// [`Extractor::extract`] refuses fingers whose quality score is lower.
+    pub min_quality: u8,
+}
+
+impl Default for ExtractParams {
+    fn default() -> Self {
+        ExtractParams {
+            block: 8,
+            min_contrast: 12.0,
+            segmentation_coherence: 0.1,
+            orientation_smoothing: 2.0,
+            gabor_radius: 11,
+            gabor_sigma_along: 4.5,
+            gabor_sigma_across: 3.5,
+            border: 4.0,
+            edge_look: 16.0,
+            min_coherence: 0.15,
+            bridge: 1.2,
+            spur: 1.2,
+            gap: 2.0,
+            crowd: 0.5,
+            max_minutiae: 128,
+            min_area: 12_000,
+            min_quality: 20,
+        }
+    }
+}
+
+/// Smallest and largest image side accepted, in pixels at 500 dpi.
+const MIN_SIDE: usize = 96;
+const MAX_SIDE: usize = 2500;
+
+/// How good a finger image is, and why.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FingerQuality {
+    /// 0 (unusable) to 100: the geometric mean of the four terms below,
+    /// each mapped to `[0, 1]` (area over 60 mm², coherence from 0.2 to
+    /// 0.6, periodic fraction, minutiae over 25).
+    pub score: u8,
+    /// Foreground area in mm².
+    pub area_mm2: f32,
+    /// Mean orientation coherence over the foreground.
+    pub coherence: f32,
+    /// Fraction of foreground blocks with a clear ridge period.
+    pub periodic: f32,
+    /// Minutiae kept.
+    pub minutiae: usize,
+}
+
+/// The result of [`Extractor::extract`].
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    /// An ISO/IEC 19794-2:2005 record with one view, in the input image's geometry.
+    pub record: MinutiaeRecord,
+    /// The finger's quality.
+    pub quality: FingerQuality,
+}
+
+/// Intermediate results, for [`render`] and for looking at what went wrong.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The extraction (whatever its quality).
+    pub extraction: Extraction,
+    /// Input pixels per working pixel (`dpi / 500`).
+    pub scale: f32,
+    /// Working image width.
+    pub width: usize,
+    /// Working image height.
+    pub height: usize,
+    /// Foreground per working pixel.
+    pub foreground: Vec<bool>,
+    /// Ridge skeleton per working pixel.
+    pub skeleton: Vec<bool>,
+}
+
+/// A grey image as `f32`, row-major.
+pub(crate) struct Plane {
+    w: usize,
+    h: usize,
+    data: Vec<f32>,
+}
+
+impl Plane {
+    fn from_grey(img: &GreyImage) -> Plane {
+        Plane {
+            w: img.width() as usize,
+            h: img.height() as usize,
+            data: img.as_raw().iter().map(|&v| v as f32).collect(),
+        }
+    }
+
+    fn row(&self, y: usize) -> &[f32] {
+        &self.data[y * self.w..(y + 1) * self.w]
+    }
+
+    /// Bilinear sample, clamped to the image.
+    fn bilinear(&self, x: f32, y: f32) -> f32 {
+        let x = x.clamp(0.0, (self.w - 1) as f32);
+        let y = y.clamp(0.0, (self.h - 1) as f32);
+        let (x0, y0) = (x as usize, y as usize);
+        let (x1, y1) = ((x0 + 1).min(self.w - 1), (y0 + 1).min(self.h - 1));
+        let (tx, ty) = (x - x0 as f32, y - y0 as f32);
+        let at = |xx: usize, yy: usize| self.data[yy * self.w + xx];
+        let top = at(x0, y0) * (1.0 - tx) + at(x1, y0) * tx;
+        let bottom = at(x0, y1) * (1.0 - tx) + at(x1, y1) * tx;
+        top * (1.0 - ty) + bottom * ty
+    }
+}
+
+/// Turns fingerprint images into minutiae records. Cheap to share: it
+/// holds the Gabor bank and the settings.
+pub struct Extractor {
+    params: ExtractParams,
+    bank: Bank,
+    backend: Backend,
+}
+
+impl Extractor {
+    /// An extractor with `params`, on the best SIMD backend of this CPU.
+    pub fn new(params: ExtractParams) -> Extractor {
+        Extractor::with_backend(params, Backend::detect())
+    }
+
+    /// An extractor on a given backend (tests compare them).
+    pub fn with_backend(params: ExtractParams, backend: Backend) -> Extractor {
+        Extractor {
+            bank: Bank::new(&params),
+            params,
+            backend,
+        }
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &ExtractParams {
+        &self.params
+    }
+
+    /// Extracts the minutiae of a finger image scanned at `dpi`; refuses
+    /// images whose quality score is below [`ExtractParams::min_quality`].
+    pub fn extract(&self, image: &GreyImage, dpi: f32) -> Result<Extraction> {
+        let extraction = self.analyse(image, dpi)?.extraction;
+        if extraction.quality.score < self.params.min_quality {
+            return Err(Error::QualityRejected {
+                measure: "finger_quality",
+                value: extraction.quality.score as f32,
+                limit: self.params.min_quality as f32,
+                relation: "below",
+            });
+        }
+        Ok(extraction)
+    }
+
+    /// Runs the whole pipeline without the quality gate and keeps the
+    /// intermediate images.
+    pub fn analyse(&self, image: &GreyImage, dpi: f32) -> Result<Analysis> {
+        if !(250.0..=1200.0).contains(&dpi) {
+            return Err(Error::invalid(
+                "dpi",
+                format!("{dpi}: finger images are accepted from 250 to 1200 dpi"),
+            ));
+        }
+        let scale = dpi / WORKING_DPI;
+        let (w0, h0) = (image.width() as usize, image.height() as usize);
+        let (w, h) = (
+            (w0 as f32 / scale).round() as usize,
+            (h0 as f32 / scale).round() as usize,
+        );
+        if w.min(h) < MIN_SIDE {
+            return Err(Error::image(
+                ImageProblem::TooSmall,
+                format!(
+                    "{w0}×{h0} at {dpi} dpi: a finger image needs at least {MIN_SIDE} px a side at 500 dpi"
+                ),
+            ));
+        }
+        if w.max(h) > MAX_SIDE {
+            return Err(Error::image(
+                ImageProblem::TooManyPixels,
+                format!(
+                    "{w0}×{h0} at {dpi} dpi: larger than a finger ({MAX_SIDE} px a side at 500 dpi)"
+                ),
+            ));
+        }
+        let plane = if (w, h) == (w0, h0) {
+            Plane::from_grey(image)
+        } else {
+            Plane::from_grey(&resize_bilinear(image, w as u32, h as u32)?)
+        };
+        let p = &self.params;
+        let normal = field::normalise(&plane, 12, 4.0);
+        let field = field::compute(&plane, &normal, p);
+        let foreground: Vec<bool> = (0..w * h)
+            .map(|i| field.mask[field.block_of(i % w, i / w)])
+            .collect();
+        let area = foreground.iter().filter(|&&m| m).count();
+        if area < p.min_area {
+            return Err(Error::NoFinger {
+                reason: format!(
+                    "ridge area {area} px at 500 dpi, at least {} needed",
+                    p.min_area
+                ),
+            });
+        }
+        let ridges = gabor::ridges(&normal, &field, &self.bank, self.backend, &foreground);
+        let skeleton = Skeleton::thin(&ridges, w, h);
+        let distance = distance_to_background(&foreground, w, h);
+        let minutiae = find_minutiae(&skeleton, &field, &distance, p);
+        let quality = finger_quality(&field, area, minutiae.len());
+        let record = to_record(&minutiae, image, dpi, scale, quality.score);
+        let skeleton_px = (0..w * h)
+            .map(|i| skeleton.px[(i / w + 1) * skeleton.w + i % w + 1] == 1)
+            .collect();
+        Ok(Analysis {
+            extraction: Extraction { record, quality },
+            scale,
+            width: w,
+            height: h,
+            foreground,
+            skeleton: skeleton_px,
+        })
+    }
+}
+
+/// A minutia found on the skeleton (working frame).
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    pixel: usize,
+    x: f32,
+    y: f32,
+    kind: MinutiaKind,
+    /// Direction in image axes (y down), radians.
+    direction: f32,
+    quality: f32,
+    keep: bool,
+}
+
+/// Chamfer (3-4) distance in pixels from each pixel to the nearest
+/// background pixel or image edge.
+fn distance_to_background(fg: &[bool], w: usize, h: usize) -> Vec<f32> {
+    let big = u32::MAX / 4;
+    let mut d: Vec<u32> = fg.iter().map(|&m| if m { big } else { 0 }).collect();
+    let at = |x: isize, y: isize, d: &[u32]| -> u32 {
+        if x < 0 || y < 0 || x >= w as isize || y >= h as isize {
+            0
+        } else {
+            d[y as usize * w + x as usize]
+        }
+    };
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let i = y as usize * w + x as usize;
+            if d[i] == 0 {
+                continue;
+            }
+            let v = (at(x - 1, y, &d) + 3)
+                .min(at(x, y - 1, &d) + 3)
+                .min(at(x - 1, y - 1, &d) + 4)
+                .min(at(x + 1, y - 1, &d) + 4);
+            d[i] = d[i].min(v);
+        }
+    }
+    for y in (0..h as isize).rev() {
+        for x in (0..w as isize).rev() {
+            let i = y as usize * w + x as usize;
+            if d[i] == 0 {
+                continue;
+            }
+            let v = (at(x + 1, y, &d) + 3)
+                .min(at(x, y + 1, &d) + 3)
+                .min(at(x + 1, y + 1, &d) + 4)
+                .min(at(x - 1, y + 1, &d) + 4);
+            d[i] = d[i].min(v);
+        }
+    }
+    d.iter().map(|&v| v as f32 / 3.0).collect()
+}
+
+/// Angular distance between two directions, in `[0, π]`.
+fn angle_between(a: f32, b: f32) -> f32 {
+    let d = (a - b).rem_euclid(2.0 * PI);
+    d.min(2.0 * PI - d)
+}
+
+/// Direction from `from` to `to` in image axes.
+fn heading(s: &Skeleton, from: usize, to: usize) -> f32 {
+    let (x0, y0) = s.xy(from);
+    let (x1, y1) = s.xy(to);
+    (y1 - y0).atan2(x1 - x0)
+}
+
+/// The pixel `steps` into a walk (or its end).
+fn along(walk: &skeleton::Walk, steps: usize) -> usize {
+    walk.path[steps.min(walk.path.len()) - 1]
+}
+
+/// Detection, direction and the false-minutiae rules (module docs).
+fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParams) -> Vec<Found> {
+    let w = s.w - 2;
+    let mut found: Vec<Found> = Vec::new();
+    let mut at = vec![u32::MAX; s.px.len()];
+    for (i, &v) in s.px.iter().enumerate() {
+        if v == 0 {
+            continue;
+        }
+        let (x, y) = s.xy(i);
+        let (xu, yu) = (x as usize, y as usize);
+        if distance[yu * w + xu] <= 0.0 {
+            continue;
+        }
+        let kind = match (s.count(i), s.branches(i)) {
+            (1, _) => MinutiaKind::Ending,
+            (_, 3) => MinutiaKind::Bifurcation,
+            _ => continue,
+        };
+        // A junction drawn over two adjacent pixels is one bifurcation.
+        if kind == MinutiaKind::Bifurcation
+            && (0..8).any(|n| {
+                let j = s.step(i, n);
+                at[j] != u32::MAX && found[at[j] as usize].kind == MinutiaKind::Bifurcation
+            })
+        {
+            continue;
+        }
+        at[i] = found.len() as u32;
+        found.push(Found {
+            pixel: i,
+            x,
+            y,
+            kind,
+            direction: 0.0,
+            quality: 0.0,
+            keep: true,
+        });
+    }
+    let is_minutia = |j: usize| at[j] != u32::MAX;
+    let mut drop_pairs: Vec<(usize, usize)> = Vec::new();
+    for k in 0..found.len() {
+        let m = found[k];
+        let b = field.block_of(m.x as usize, m.y as usize);
+        let period = field.period[b];
+        let reach = (p.spur.max(p.bridge) * period).round() as usize;
+        let dir_steps = period.round() as usize;
+        let starts = s.branch_starts(m.pixel);
+        let walks: Vec<skeleton::Walk> = starts
+            .iter()
+            .map(|&st| {
+                let others: Vec<usize> = starts.iter().copied().filter(|&o| o != st).collect();
+                s.walk(m.pixel, st, &others, reach, is_minutia)
+            })
+            .collect();
+        let traced = match m.kind {
+            MinutiaKind::Ending => heading(s, m.pixel, along(&walks[0], dir_steps)),
+            _ => {
+                let dirs: Vec<f32> = walks
+                    .iter()
+                    .map(|wk| heading(s, m.pixel, along(wk, dir_steps)))
+                    .collect();
+                // The stem is the branch farthest from the other two; the
+                // bifurcation points between the other two (away from it).
+                let stem = (0..3)
+                    .max_by(|&a, &b| {
+                        let spread = |i: usize| {
+                            (0..3)
+                                .filter(|&j| j != i)
+                                .map(|j| angle_between(dirs[i], dirs[j]))
+                                .sum::<f32>()
+                        };
+                        spread(a).total_cmp(&spread(b))
+                    })
+                    .unwrap_or(0);
+                dirs[stem] + PI
+            }
+        };
+        // The smoothed orientation is steadier than a few skeleton pixels;
+        // the walk says which of its two senses.
+        let theta = field.orientation[b];
+        let refined = [theta, theta + PI]
+            .into_iter()
+            .min_by(|&a, &c| angle_between(a, traced).total_cmp(&angle_between(c, traced)))
+            .unwrap_or(traced);
+        found[k].direction = if angle_between(refined, traced) < PI / 4.0 {
+            refined
+        } else {
+            traced
+        };
+        let dist = distance[m.y as usize * w + m.x as usize];
+        let coherence = field.coherence[b];
+        found[k].quality = (coherence / 0.7).min(1.0) * (dist / (3.0 * p.border)).min(1.0);
+        // An ending whose ridge would go on into the background is where
+        // the foreground cuts the ridge, not a minutia.
+        let cut = m.kind == MinutiaKind::Ending && {
+            let (dx, dy) = (found[k].direction.cos(), found[k].direction.sin());
+            (1..=p.edge_look as usize).any(|t| {
+                let (x, y) = (m.x - t as f32 * dx, m.y - t as f32 * dy);
+                x < 0.0
+                    || y < 0.0
+                    || x >= w as f32
+                    || y >= distance.len() as f32 / w as f32
+                    || distance[y as usize * w + x as usize] <= 0.0
+            })
+        };
+        if cut || dist < p.border || coherence < p.min_coherence {
+            found[k].keep = false;
+        }
+        for wk in walks.iter().filter(|wk| wk.hit) {
+            let other = at[wk.end()] as usize;
+            let len = wk.path.len() as f32;
+            let short = match (m.kind, found[other].kind) {
+                (MinutiaKind::Bifurcation, MinutiaKind::Bifurcation) => len <= p.bridge * period,
+                _ => len <= p.spur * period,
+            };
+            if short {
+                drop_pairs.push((k, other));
+            }
+        }
+    }
+    // Broken ridges and crowded pairs.
+    for a in 0..found.len() {
+        for b in a + 1..found.len() {
+            let (ma, mb) = (found[a], found[b]);
+            let (dx, dy) = (mb.x - ma.x, mb.y - ma.y);
+            let d = dx.hypot(dy);
+            let period = field.period[field.block_of(ma.x as usize, ma.y as usize)];
+            if d > p.gap.max(p.crowd) * period {
+                continue;
+            }
+            if d < p.crowd * period {
+                drop_pairs.push((a, b));
+                continue;
+            }
+            if ma.kind == MinutiaKind::Ending && mb.kind == MinutiaKind::Ending {
+                let gap = dy.atan2(dx);
+                // Each ridge runs away from the gap, and the gap follows the flow.
+                let facing = angle_between(ma.direction, gap + PI) < PI / 4.0
+                    && angle_between(mb.direction, gap) < PI / 4.0;
+                let theta = field.orientation[field.block_of(ma.x as usize, ma.y as usize)];
+                let along_flow =
+                    angle_between(gap, theta).min(angle_between(gap, theta + PI)) < PI / 4.0;
+                if facing && along_flow && d <= p.gap * period {
+                    drop_pairs.push((a, b));
+                }
+            }
+        }
+    }
+    for (a, b) in drop_pairs {
+        found[a].keep = false;
+        found[b].keep = false;
+    }
+    let mut kept: Vec<Found> = found.into_iter().filter(|m| m.keep).collect();
+    kept.sort_by(|a, b| b.quality.total_cmp(&a.quality));
+    kept.truncate(p.max_minutiae);
+    kept.sort_by_key(|m| m.pixel);
+    kept
+}
+
+/// The finger quality score (see [`FingerQuality`]).
+fn finger_quality(field: &Field, area_px: usize, minutiae: usize) -> FingerQuality {
+    let fg: Vec<usize> = (0..field.mask.len()).filter(|&i| field.mask[i]).collect();
+    let n = fg.len().max(1) as f32;
+    let coherence = fg.iter().map(|&i| field.coherence[i]).sum::<f32>() / n;
+    let periodic = fg.iter().filter(|&&i| field.period_found[i]).count() as f32 / n;
+    let mm_per_px = 25.4 / WORKING_DPI;
+    let area_mm2 = area_px as f32 * mm_per_px * mm_per_px;
+    let terms = [
+        (area_mm2 / 60.0).min(1.0),
+        ((coherence - 0.2) / 0.4).clamp(0.0, 1.0),
+        periodic,
+        (minutiae as f32 / 25.0).min(1.0),
+    ];
+    let score = (100.0 * terms.iter().product::<f32>().powf(0.25)).round() as u8;
+    FingerQuality {
+        score,
+        area_mm2,
+        coherence,
+        periodic,
+        minutiae,
+    }
+}
+
+/// Builds the record in the input image's geometry.
+fn to_record(
+    found: &[Found],
+    image: &GreyImage,
+    dpi: f32,
+    scale: f32,
+    quality: u8,
+) -> MinutiaeRecord {
+    let (w, h) = (image.width(), image.height());
+    let minutiae = found
+        .iter()
+        .map(|m| {
+            let x = ((m.x + 0.5) * scale - 0.5)
+                .round()
+                .clamp(0.0, (w - 1) as f32);
+            let y = ((m.y + 0.5) * scale - 0.5)
+                .round()
+                .clamp(0.0, (h - 1) as f32);
+            Minutia {
+                kind: m.kind,
+                x: x as u16,
+                y: y as u16,
+                // Image axes have y down; ISO angles turn counter-clockwise.
+                angle: (-m.direction).rem_euclid(2.0 * PI),
+                quality: (1.0 + 99.0 * m.quality).round() as u8,
+            }
+        })
+        .collect();
+    let per_cm = (dpi / 2.54).round() as u16;
+    MinutiaeRecord {
+        format: Format::Iso2005,
+        product_id: 0,
+        capture_equipment: 0,
+        width: w as u16,
+        height: h as u16,
+        x_resolution: per_cm,
+        y_resolution: per_cm,
+        views: vec![FingerView {
+            position: 0,
+            view_number: 0,
+            impression_type: 0,
+            quality,
+            minutiae,
+            extended: Vec::new(),
+        }],
+    }
+}

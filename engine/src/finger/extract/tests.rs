@@ -1,0 +1,171 @@
+use image::{GrayImage, Luma};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::error::Error;
+use crate::finger::tests::datasets;
+
+/// The FVC2002 image `DB{db}_B/{finger}_{impression}.png` (fails under
+/// `CI=true` when missing, skips otherwise).
+fn fvc_image(db: u32, finger: u32, impression: u32) -> Option<GreyImage> {
+    let path = datasets().join(format!("fvc2002/DB{db}_B/{finger}_{impression}.png"));
+    match image::open(&path) {
+        Ok(img) => Some(img.into_luma8()),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and {}: {e}", path.display())
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Synthetic ridges: concentric circles of period 9 px around a core,
+/// with a few breaks, on a white background.
+fn synthetic_print(w: u32, h: u32) -> GrayImage {
+    let (cx, cy) = (w as f32 / 2.0, h as f32 * 0.4);
+    GrayImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let inside = (dx / (w as f32 * 0.42)).powi(2) + (dy / (h as f32 * 0.45)).powi(2) < 1.0;
+        if !inside {
+            return Luma([235]);
+        }
+        let r = dx.hypot(dy);
+        let mut v = 128.0 + 100.0 * (2.0 * PI * r / 9.0).cos();
+        // Breaks: gaps in some ridges make endings.
+        if (dx - 40.0).abs() < 3.0 && r > 60.0 && r < 120.0 {
+            v = 228.0;
+        }
+        Luma([v.clamp(0.0, 255.0) as u8])
+    })
+}
+
+#[test]
+fn bad_images_get_typed_errors() {
+    let ex = Extractor::new(ExtractParams::default());
+    let blank = GrayImage::from_pixel(400, 400, Luma([255]));
+    assert!(matches!(
+        ex.extract(&blank, 500.0),
+        Err(Error::NoFinger { .. })
+    ));
+    let grey = GrayImage::from_pixel(400, 400, Luma([90]));
+    assert!(matches!(
+        ex.extract(&grey, 500.0),
+        Err(Error::NoFinger { .. })
+    ));
+    let tiny = GrayImage::from_pixel(40, 60, Luma([0]));
+    assert!(matches!(
+        ex.extract(&tiny, 500.0),
+        Err(Error::Image {
+            kind: ImageProblem::TooSmall,
+            ..
+        })
+    ));
+    let huge = GrayImage::new(3000, 200);
+    assert!(matches!(
+        ex.extract(&huge, 500.0),
+        Err(Error::Image {
+            kind: ImageProblem::TooManyPixels,
+            ..
+        })
+    ));
+    // Uniform noise is texture without ridges.
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let noise = GrayImage::from_fn(400, 400, |_, _| Luma([rng.random::<u8>()]));
+    match ex.extract(&noise, 500.0) {
+        Err(Error::NoFinger { .. } | Error::QualityRejected { .. }) => {}
+        other => panic!("noise: {other:?}"),
+    }
+    assert!(matches!(
+        ex.extract(&synthetic_print(300, 300), 100.0),
+        Err(Error::InvalidArgument { name: "dpi", .. })
+    ));
+}
+
+#[test]
+fn synthetic_ridges_give_minutiae_inside_the_print() {
+    let img = synthetic_print(320, 400);
+    let ex = Extractor::new(ExtractParams::default());
+    let a = ex.analyse(&img, 500.0).unwrap();
+    let view = &a.extraction.record.views[0];
+    assert!(!view.minutiae.is_empty(), "the breaks make endings");
+    for m in &view.minutiae {
+        assert!(a.foreground[m.y as usize * a.width + m.x as usize]);
+    }
+    let r = &a.extraction.record;
+    assert_eq!((r.width, r.height, r.x_resolution), (320, 400, 197));
+    MinutiaeRecord::parse(&r.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn resolution_is_a_parameter() {
+    // The same print scanned at 600 dpi: the record keeps the image's
+    // geometry, and at 500 dpi it lands where the 500-dpi scan's does.
+    let img = synthetic_print(320, 400);
+    let big = crate::imaging::resize_bilinear(&img, 384, 480).unwrap();
+    let ex = Extractor::new(ExtractParams {
+        min_quality: 0,
+        ..ExtractParams::default()
+    });
+    let r = ex.extract(&big, 600.0).unwrap().record;
+    assert_eq!((r.width, r.height, r.x_resolution), (384, 480, 236));
+    let view = r.view_at_500dpi(0).unwrap();
+    for m in &view.minutiae {
+        assert!(m.x < 330 && m.y < 410);
+    }
+}
+
+#[test]
+fn simd_and_portable_enhancement_agree() {
+    let Some(img) = fvc_image(1, 101, 1) else {
+        return;
+    };
+    let params = ExtractParams::default();
+    let fast = Extractor::with_backend(params.clone(), Backend::detect());
+    let portable = Extractor::with_backend(params, Backend::Scalar);
+    let plane = Plane::from_grey(&img);
+    let normal = field::normalise(&plane, 12, 4.0);
+    let field = field::compute(&plane, &normal, &fast.params);
+    let mask: Vec<bool> = (0..plane.w * plane.h)
+        .map(|i| field.mask[field.block_of(i % plane.w, i / plane.w)])
+        .collect();
+    let a = gabor::enhance(&normal, &field, &fast.bank, fast.backend, &mask);
+    let b = gabor::enhance(&normal, &field, &portable.bank, Backend::Scalar, &mask);
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4 * scale, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn fvc_images_extract_with_plausible_counts() {
+    let ex = Extractor::new(ExtractParams::default());
+    for db in 1..=4 {
+        let Some(img) = fvc_image(db, 102, 3) else {
+            return;
+        };
+        let dpi = if db == 2 { 569.0 } else { 500.0 };
+        let e = ex.extract(&img, dpi).unwrap();
+        let n = e.record.views[0].minutiae.len();
+        assert!((15..=100).contains(&n), "DB{db}: {n} minutiae");
+        assert!(e.quality.score >= 30, "DB{db}: {:?}", e.quality);
+    }
+}
+
+#[test]
+fn truncated_image_is_a_typed_error() {
+    let Some(img) = fvc_image(1, 101, 1) else {
+        return;
+    };
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let limits = crate::imaging::DecodeLimits::default();
+    let cut = &png[..png.len() / 2];
+    assert!(matches!(
+        crate::imaging::decode_grey(cut, &limits),
+        Err(Error::Image { .. })
+    ));
+}
