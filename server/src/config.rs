@@ -29,6 +29,9 @@
 //! | `face.min_blur` | `BIOMATCH__FACE__MIN_BLUR` | `15` |
 //! | `face.max_abs_yaw_deg` | `BIOMATCH__FACE__MAX_ABS_YAW_DEG` | `45` |
 //! | `face.max_abs_roll_deg` | `BIOMATCH__FACE__MAX_ABS_ROLL_DEG` | `30` |
+//! | `finger.min_quality` | `BIOMATCH__FINGER__MIN_QUALITY` | `20` (0–100; images below are refused) |
+//! | `finger.threshold` | `BIOMATCH__FINGER__THRESHOLD` | `0.05` (minutiae score; FMR ≤ 0.1 % on FVC2002 B) |
+//! | `finger.shortlist` | `BIOMATCH__FINGER__SHORTLIST` | `300` (rows per probe finger re-ranked in 1:N) |
 //! | `auth.allow_anonymous` | `BIOMATCH__AUTH__ALLOW_ANONYMOUS` | true without keys, else false |
 
 use std::net::SocketAddr;
@@ -48,8 +51,31 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// Face pipeline settings (face choice, detector threshold, quality gates).
     pub face: FaceConfig,
+    /// Fingerprint settings.
+    pub finger: FingerConfig,
     /// API keys and anonymous access.
     pub auth: AuthConfig,
+}
+
+/// `[finger]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FingerConfig {
+    /// Finger images with a lower quality score (0–100) are refused.
+    pub min_quality: u8,
+    /// Default decision threshold on minutiae scores.
+    pub threshold: f32,
+    /// Flat-index rows per probe finger re-ranked by the matcher in 1:N.
+    pub shortlist: usize,
+}
+
+impl Default for FingerConfig {
+    fn default() -> Self {
+        FingerConfig {
+            min_quality: biomatch_engine::finger::ExtractParams::default().min_quality,
+            threshold: 0.05,
+            shortlist: 300,
+        }
+    }
 }
 
 /// What an API key may do.
@@ -181,6 +207,7 @@ impl Default for Config {
             },
             embed: EmbedConfig::default(),
             face: FaceConfig::default(),
+            finger: FingerConfig::default(),
             auth: AuthConfig {
                 allow_anonymous: true,
                 keys: Vec::new(),
@@ -223,6 +250,9 @@ pub const KEYS: &[&str] = &[
     "face.min_blur",
     "face.max_abs_yaw_deg",
     "face.max_abs_roll_deg",
+    "finger.min_quality",
+    "finger.threshold",
+    "finger.shortlist",
     "auth.allow_anonymous",
 ];
 
@@ -504,6 +534,31 @@ impl Config {
         q.min_blur = gate(&env, "MIN_BLUR", q.min_blur, 1e6)?;
         q.max_abs_yaw_deg = gate(&env, "MAX_ABS_YAW_DEG", q.max_abs_yaw_deg, 90.0)?;
         q.max_abs_roll_deg = gate(&env, "MAX_ABS_ROLL_DEG", q.max_abs_roll_deg, 180.0)?;
+        let g = &mut config.finger;
+        g.min_quality = number(
+            &env,
+            "BIOMATCH__FINGER__MIN_QUALITY",
+            "finger.min_quality",
+            g.min_quality,
+            0,
+            100,
+        )?;
+        g.threshold = number(
+            &env,
+            "BIOMATCH__FINGER__THRESHOLD",
+            "finger.threshold",
+            g.threshold,
+            0.0,
+            1.0,
+        )?;
+        g.shortlist = number(
+            &env,
+            "BIOMATCH__FINGER__SHORTLIST",
+            "finger.shortlist",
+            g.shortlist,
+            1,
+            100_000,
+        )?;
         Ok(config)
     }
 }

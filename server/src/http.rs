@@ -22,7 +22,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use biomatch_engine::embed::RunOptions;
 use biomatch_engine::face::{FaceConfig, FacePipeline};
-use biomatch_engine::gallery::{CollectionSpec, Gallery, GalleryCounts, GalleryOptions, Modality};
+use biomatch_engine::finger::{ExtractParams, Extractor};
+use biomatch_engine::gallery::{
+    CollectionSpec, Gallery, GalleryCounts, GalleryOptions, Modality, minutiae_collection,
+};
 use biomatch_engine::index::Dtype;
 use biomatch_engine::vector::Metric;
 use serde::Serialize;
@@ -30,7 +33,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::api::metrics::Metrics;
 use crate::api::{Api, ApiError};
-use crate::config::{AuthConfig, Config, EmbedConfig, ServerConfig};
+use crate::config::{AuthConfig, Config, EmbedConfig};
 use crate::models::{FaceModels, load_face_pipeline};
 
 /// Shared state of the HTTP handlers.
@@ -280,7 +283,7 @@ pub async fn serve(config: Config) -> Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "gallery open"
     );
-    let api = face_api(&gallery, face, &config.server)?;
+    let api = face_api(&gallery, face, &config)?;
     let data_dir = &config.storage.data_dir;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -344,8 +347,10 @@ fn load_face(embed: &EmbedConfig, face: &FaceConfig) -> Result<Arc<FacePipeline>
 }
 
 /// The `/v1` API over the gallery: the face collection of the loaded
-/// embedder (created on first start) and the CPU pool.
-fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, server: &ServerConfig) -> Result<Api> {
+/// embedder and the minutiae collection `fingers` (created on first
+/// start), the fingerprint extractor and the CPU pool.
+fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, config: &Config) -> Result<Api> {
+    let server = &config.server;
     let manifest = face.embedder().manifest();
     let spec = CollectionSpec {
         name: format!("face-{}", manifest.id),
@@ -362,6 +367,13 @@ fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, server: &ServerConf
             manifest.id
         )
     })?;
+    let fingers = gallery
+        .ensure_collection(&minutiae_collection(FINGER_COLLECTION))
+        .context("the gallery's minutiae collection `fingers`")?;
+    let extractor = Extractor::new(ExtractParams {
+        min_quality: config.finger.min_quality,
+        ..ExtractParams::default()
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("cpu-{i}"))
         .build()
@@ -370,6 +382,10 @@ fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, server: &ServerConf
         gallery: Arc::clone(gallery),
         face,
         face_collection: collection.spec.name,
+        extractor: Arc::new(extractor),
+        finger_collection: fingers.spec.name,
+        finger_threshold: config.finger.threshold,
+        finger_shortlist: config.finger.shortlist,
         pool: Arc::new(pool),
         max_candidates: server.max_candidates,
         metrics: Arc::new(Metrics::default()),
@@ -378,6 +394,9 @@ fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, server: &ServerConf
         timeout: Duration::from_millis(server.request_timeout_ms),
     })
 }
+
+/// Name of the minutiae collection fingers are enrolled in.
+pub const FINGER_COLLECTION: &str = "fingers";
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed here, before
 /// the server announces its address: a signal arriving right after start-up

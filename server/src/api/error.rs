@@ -92,6 +92,8 @@ impl From<EngineError> for ApiError {
             } => (S::UNPROCESSABLE_ENTITY, "unsupported_image"),
             EngineError::Image { .. } => (S::UNPROCESSABLE_ENTITY, "malformed_image"),
             EngineError::NoFace { .. } => (S::UNPROCESSABLE_ENTITY, "no_face"),
+            EngineError::NoFinger { .. } => (S::UNPROCESSABLE_ENTITY, "no_finger"),
+            EngineError::MinutiaeRecord { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_record"),
             EngineError::QualityRejected { .. } => (S::UNPROCESSABLE_ENTITY, "quality_rejected"),
             EngineError::DimensionMismatch { .. }
             | EngineError::NonFinite { .. }

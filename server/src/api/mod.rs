@@ -5,9 +5,12 @@
 //! base64 of little-endian `f32` or as JSON arrays. A probe or an
 //! enrollment gives a face as `{"image": …}` (run through the face
 //! pipeline: decode, detect, align, quality gates, embed) or as
-//! `{"template": …}` (an embedding of the server's face model).
-//! Fingerprint inputs are refused with 422 `not_supported` until the
-//! fingerprint pipeline exists.
+//! `{"template": …}` (an embedding of the server's face model). Fingers
+//! come as `fingers: [{"position", "image", "dpi"} | {"position",
+//! "record"}]` ([`fingers`]): images go through the extractor and its
+//! quality gate, records are parsed; enrollment stores the record in the
+//! minutiae collection `fingers`. A request scores one modality: a probe
+//! gives `face` or `fingers` (fusing both is not implemented yet).
 //!
 //! Decisions use a threshold: the request's raw `threshold`, else the
 //! face model's calibrated threshold for the requested `fmr` (manifest
@@ -17,6 +20,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod fingers;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -37,6 +41,11 @@ use serde_json::{Value, json};
 
 pub use auth::Ctx;
 pub use error::{ApiError, RequestId};
+pub use fingers::FingerInput;
+use fingers::{
+    FingerTemplate, compare_fingers, finger_match_json, finger_templates, finger_threshold,
+    fingers_json,
+};
 
 /// What the `/v1` handlers share.
 #[derive(Clone)]
@@ -47,6 +56,14 @@ pub struct Api {
     pub face: Arc<FacePipeline>,
     /// Name of the face collection (one per embedding model).
     pub face_collection: String,
+    /// The fingerprint extractor (with the enrollment quality gate).
+    pub extractor: Arc<biomatch_engine::finger::Extractor>,
+    /// Name of the minutiae collection.
+    pub finger_collection: String,
+    /// Default finger decision threshold (`finger.threshold`).
+    pub finger_threshold: f32,
+    /// Shortlist per probe finger in 1:N finger searches.
+    pub finger_shortlist: usize,
     /// CPU pool for decoding, inference and search.
     pub pool: Arc<rayon::ThreadPool>,
     /// Largest `max_candidates` a request may ask for.
@@ -255,9 +272,9 @@ pub struct ProbeInput {
     /// The face.
     #[serde(default)]
     pub face: Option<FaceInput>,
-    /// Fingers: not supported yet.
+    /// The fingers.
     #[serde(default)]
-    pub fingers: Option<Value>,
+    pub fingers: Vec<FingerInput>,
 }
 
 /// A face turned into a template.
@@ -273,14 +290,17 @@ struct FaceTemplateOut {
     liveness: Option<f32>,
 }
 
-fn reject_fingers(fingers: &Option<Value>, field: &str) -> Result<(), ApiError> {
-    match fingers {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Array(a)) if a.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::not_supported(
+/// Which modality a probe scores: its face, or its fingers.
+fn one_modality(probe: &ProbeInput, field: &str) -> Result<bool, ApiError> {
+    match (&probe.face, probe.fingers.is_empty()) {
+        (Some(_), false) => Err(ApiError::not_supported(
             field,
-            "fingerprint input is not supported yet (it arrives with the fingerprint pipeline); send `face` only",
+            "give `face` or `fingers`, not both: fusing modalities in one decision is not implemented yet",
         )),
+        (None, true) => Err(ApiError::invalid(format!(
+            "`{field}`: give `face` or `fingers`"
+        ))),
+        (face, _) => Ok(face.is_some()),
     }
 }
 
@@ -428,10 +448,11 @@ pub struct EnrollRequest {
     /// The face.
     #[serde(default)]
     pub face: Option<FaceInput>,
-    /// Fingers: not supported yet.
+    /// The fingers (each position at most once).
     #[serde(default)]
-    pub fingers: Option<Value>,
-    /// De-duplication against the gallery before enrolling.
+    pub fingers: Vec<FingerInput>,
+    /// De-duplication against the gallery before enrolling (on the face,
+    /// or on the fingers when there is no face).
     #[serde(default)]
     pub dedup: Option<DedupRequest>,
 }
@@ -497,7 +518,7 @@ async fn replace(
     Ok(Json(out))
 }
 
-/// Enroll or replace: embed, de-duplicate, store.
+/// Enroll or replace: embed / extract, de-duplicate, store.
 fn store(
     api: &Api,
     rid: &Ctx,
@@ -506,30 +527,64 @@ fn store(
     replace: bool,
 ) -> Result<Value, ApiError> {
     biomatch_engine::gallery::validate_subject(&subject)?;
-    reject_fingers(&body.fingers, "fingers")?;
-    let face = body
-        .face
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("`face` is required (fingers are not supported yet)"))?;
-    let template = face_template(api, face, "face", false)?;
-    let mut duplicates = Vec::new();
+    if body.face.is_none() && body.fingers.is_empty() {
+        return Err(ApiError::invalid("give `face`, `fingers` or both"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in body.fingers.iter().enumerate() {
+        if f.position != Position::UnknownFinger && !seen.insert(f.position) {
+            return Err(ApiError::invalid(format!(
+                "`fingers[{i}].position`: {} is given twice",
+                f.position
+            )));
+        }
+    }
+    let face = match &body.face {
+        Some(face) => Some(face_template(api, face, "face", false)?),
+        None => None,
+    };
+    let fingers = finger_templates(api, &body.fingers, "fingers")?;
+    let mut duplicates: Vec<(String, f32, &'static str)> = Vec::new();
     if let Some(dedup) = &body.dedup {
-        let t = threshold(api, dedup.threshold, dedup.fpir, "fpir")?;
-        let probe = Probe {
-            collection: api.face_collection.clone(),
-            vector: template.vector.clone(),
-        };
         let started = std::time::Instant::now();
-        let hits = api.gallery.identify(&probe, Search::Threshold(t))?;
+        let (t, hits) = if let Some(face) = &face {
+            let t = threshold(api, dedup.threshold, dedup.fpir, "fpir")?;
+            let probe = Probe {
+                collection: api.face_collection.clone(),
+                vector: face.vector.clone(),
+            };
+            let hits = api.gallery.identify(&probe, Search::Threshold(t))?;
+            (
+                t,
+                hits.into_iter()
+                    .map(|h| (h.subject, h.score, "face"))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            let t = finger_threshold(api, dedup.threshold, dedup.fpir, "fpir")?;
+            let probes: Vec<_> = fingers.iter().map(|f| f.prepared.clone()).collect();
+            let hits = api.gallery.identify_fingers(
+                &api.finger_collection,
+                &probes,
+                api.finger_shortlist,
+                Search::Threshold(t),
+            )?;
+            (
+                t,
+                hits.into_iter()
+                    .map(|h| (h.subject, h.score, "finger"))
+                    .collect(),
+            )
+        };
         api.metrics.search("dedup", started.elapsed());
         duplicates = hits
             .into_iter()
-            .filter(|h| h.subject != subject)
+            .filter(|h| h.0 != subject)
             .take(api.max_candidates)
             .collect();
         if dedup.policy == DedupPolicy::Reject && !duplicates.is_empty() {
             let mut subjects = vec![subject.clone()];
-            subjects.extend(duplicates.iter().map(|h| h.subject.clone()));
+            subjects.extend(duplicates.iter().map(|h| h.0.clone()));
             audit(
                 api,
                 rid,
@@ -545,22 +600,35 @@ fn store(
                     duplicates.len(),
                     duplicates
                         .iter()
-                        .map(|h| format!("{} ({:.4})", h.subject, h.score))
+                        .map(|h| format!("{} ({:.4})", h.0, h.1))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
             ));
         }
     }
-    let enrollment = Enrollment {
-        subject: subject.clone(),
-        templates: vec![TemplateInput {
+    let mut templates = Vec::new();
+    if let Some(face) = &face {
+        templates.push(TemplateInput {
             collection: api.face_collection.clone(),
             position: Position::Face,
-            quality: template.quality.map(|q| q.detector_score),
-            vector: template.vector.clone(),
+            quality: face.quality.map(|q| q.detector_score),
+            vector: face.vector.clone(),
             record: None,
-        }],
+        });
+    }
+    for f in &fingers {
+        templates.push(TemplateInput {
+            collection: api.finger_collection.clone(),
+            position: f.prepared.position,
+            quality: f.quality.map(|q| q.score as f32 / 100.0),
+            vector: Vec::new(),
+            record: Some(f.record.clone()),
+        });
+    }
+    let enrollment = Enrollment {
+        subject: subject.clone(),
+        templates,
     };
     let actor = Actor {
         name: &rid.caller,
@@ -571,16 +639,28 @@ fn store(
     } else {
         api.gallery.enroll(&enrollment, actor)?
     };
-    Ok(json!({
-        "subject_id": receipt.subject,
-        "templates": [{
-            "template_id": receipt.template_ids[0],
+    let mut out = Vec::new();
+    let mut ids = receipt.template_ids.iter();
+    if let Some(face) = &face {
+        out.push(json!({
+            "template_id": ids.next(),
             "modality": "face",
             "position": "face",
-            "quality": template.quality,
-            "faces_found": template.faces_found,
-        }],
-        "duplicates": candidates_json(&duplicates),
+            "quality": face.quality,
+            "faces_found": face.faces_found,
+        }));
+    }
+    for (mut v, id) in fingers_json(&fingers).into_iter().zip(ids) {
+        v["template_id"] = json!(id);
+        out.push(v);
+    }
+    Ok(json!({
+        "subject_id": receipt.subject,
+        "templates": out,
+        "duplicates": duplicates
+            .iter()
+            .map(|(s, score, m)| json!({"subject_id": s, "score": score, "modalities": [m]}))
+            .collect::<Vec<_>>(),
     }))
 }
 
@@ -650,7 +730,9 @@ async fn verify(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
-        reject_fingers(&body.probe.fingers, "probe.fingers")?;
+        if !one_modality(&body.probe, "probe")? {
+            return verify_fingers(&api, &rid, &body);
+        }
         let threshold = threshold(&api, body.threshold, body.fmr, "fmr")?;
         let face = body
             .probe
@@ -698,6 +780,46 @@ async fn verify(
     Ok(Json(out))
 }
 
+fn verify_fingers(api: &Api, rid: &Ctx, body: &VerifyRequest) -> Result<Value, ApiError> {
+    if body.liveness {
+        return Err(ApiError::invalid("liveness is scored on face images only"));
+    }
+    let threshold = finger_threshold(api, body.threshold, body.fmr, "fmr")?;
+    let fingers = finger_templates(api, &body.probe.fingers, "probe.fingers")?;
+    let probes: Vec<_> = fingers.iter().map(|f| f.prepared.clone()).collect();
+    let started = std::time::Instant::now();
+    let m = api
+        .gallery
+        .verify_fingers(&body.subject_id, &api.finger_collection, &probes)?;
+    api.metrics.search("verify", started.elapsed());
+    if m.fingers.iter().all(|f| f.score.is_none()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_template",
+            format!(
+                "subject `{}` has no finger template at the probe's positions",
+                body.subject_id
+            ),
+        ));
+    }
+    let matched = m.score >= threshold;
+    audit(
+        api,
+        rid,
+        "verify",
+        vec![body.subject_id.clone()],
+        if matched { "match" } else { "no match" },
+    )?;
+    Ok(json!({
+        "subject_id": body.subject_id,
+        "match": matched,
+        "score": m.score,
+        "threshold": threshold,
+        "modalities": [{"modality": "finger", "score": m.score, "fingers": m.fingers}],
+        "fingers": fingers_json(&fingers),
+    }))
+}
+
 /// Body of `POST /v1/identify`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -721,10 +843,13 @@ async fn identify(
     ApiJson(body): ApiJson<IdentifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
-        reject_fingers(&body.probe.fingers, "probe.fingers")?;
+        let face_probe = one_modality(&body.probe, "probe")?;
         let k = body.max_candidates.unwrap_or(10);
         if k == 0 || k > api.max_candidates {
             return Err(ApiError::invalid(format!("`max_candidates` must be 1..={}", api.max_candidates)));
+        }
+        if !face_probe {
+            return identify_fingers(&api, &rid, &body, k);
         }
         let min_score = if body.threshold.is_some() || body.fpir.is_some() {
             Some(threshold(&api, body.threshold, body.fpir, "fpir")?)
@@ -749,6 +874,44 @@ async fn identify(
     Ok(Json(out))
 }
 
+fn identify_fingers(
+    api: &Api,
+    rid: &Ctx,
+    body: &IdentifyRequest,
+    k: usize,
+) -> Result<Value, ApiError> {
+    let min_score = if body.threshold.is_some() || body.fpir.is_some() {
+        Some(finger_threshold(api, body.threshold, body.fpir, "fpir")?)
+    } else {
+        None
+    };
+    let fingers = finger_templates(api, &body.probe.fingers, "probe.fingers")?;
+    let probes: Vec<_> = fingers.iter().map(|f| f.prepared.clone()).collect();
+    let started = std::time::Instant::now();
+    let search = min_score.map_or(Search::TopK(k), Search::Threshold);
+    let mut hits = api.gallery.identify_fingers(
+        &api.finger_collection,
+        &probes,
+        api.finger_shortlist,
+        search,
+    )?;
+    api.metrics.search("identify", started.elapsed());
+    hits.truncate(k);
+    let subjects = hits.iter().map(|h| h.subject.clone()).collect();
+    audit(
+        api,
+        rid,
+        "identify",
+        subjects,
+        &format!("{} candidate(s)", hits.len()),
+    )?;
+    Ok(json!({
+        "candidates": hits.iter().map(finger_match_json).collect::<Vec<_>>(),
+        "threshold": min_score,
+        "fingers": fingers_json(&fingers),
+    }))
+}
+
 /// Body of `POST /v1/compare`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -770,8 +933,19 @@ async fn compare(
     ApiJson(body): ApiJson<CompareRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
-        reject_fingers(&body.a.fingers, "a.fingers")?;
-        reject_fingers(&body.b.fingers, "b.fingers")?;
+        let face_a = one_modality(&body.a, "a")?;
+        if one_modality(&body.b, "b")? != face_a {
+            return Err(ApiError::invalid("`a` and `b` must give the same modality"));
+        }
+        if !face_a {
+            let threshold = finger_threshold(&api, body.threshold, body.fmr, "fmr")?;
+            let a: Vec<FingerTemplate> = finger_templates(&api, &body.a.fingers, "a.fingers")?;
+            let b = finger_templates(&api, &body.b.fingers, "b.fingers")?;
+            let score = compare_fingers(&a, &b);
+            return Ok(
+                json!({"match": score >= threshold, "score": score, "threshold": threshold}),
+            );
+        }
         let threshold = threshold(&api, body.threshold, body.fmr, "fmr")?;
         let fa = body
             .a
@@ -801,9 +975,9 @@ pub struct TemplatesRequest {
     /// The face image.
     #[serde(default)]
     pub face: Option<FaceInput>,
-    /// Fingers: not supported yet.
+    /// Finger images (or records) to turn into minutiae records.
     #[serde(default)]
-    pub fingers: Option<Value>,
+    pub fingers: Vec<FingerInput>,
     /// Also score liveness.
     #[serde(default)]
     pub liveness: bool,
@@ -817,11 +991,33 @@ async fn templates(
     ApiJson(body): ApiJson<TemplatesRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let out = cpu(&api.clone(), move || {
-        reject_fingers(&body.fingers, "fingers")?;
+        if !body.fingers.is_empty() {
+            if body.face.is_some() {
+                return Err(ApiError::not_supported(
+                    "fingers",
+                    "give `face` or `fingers`, not both",
+                ));
+            }
+            let fingers = finger_templates(&api, &body.fingers, "fingers")?;
+            let out: Vec<Value> = fingers_json(&fingers)
+                .into_iter()
+                .zip(&fingers)
+                .map(|(mut v, f)| {
+                    v["format"] = json!(if f.quality.is_some() {
+                        "iso19794-2:2005"
+                    } else {
+                        "as given"
+                    });
+                    v["template"] = json!(BASE64.encode(&f.record));
+                    v
+                })
+                .collect();
+            return Ok(json!({"templates": out}));
+        }
         let face = body
             .face
             .as_ref()
-            .ok_or_else(|| ApiError::invalid("`face` is required"))?;
+            .ok_or_else(|| ApiError::invalid("`face` or `fingers` is required"))?;
         if face.image.is_none() {
             return Err(ApiError::invalid("`face.image` is required"));
         }

@@ -285,6 +285,15 @@ fn oversized(url: &str) -> (u16, Value) {
 }
 
 /// A PNG header claiming 100 000 × 100 000 pixels.
+/// A 300 × 300 white PNG: no fingerprint on it.
+fn blank_png() -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(300, 300, image::Luma([255]));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
 fn bomb() -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut chunk = |kind: &[u8], data: &[u8]| {
@@ -355,10 +364,40 @@ fn bad_inputs_get_clear_errors_and_change_nothing() {
             "invalid_argument",
         ),
         (
-            "fingers",
+            "finger image that is not an image",
             json!({"subject_id": "x1", "fingers": [{"position": "right_index", "image": "AAAA"}]}),
             422,
-            "not_supported",
+            "unsupported_image",
+        ),
+        (
+            "blank finger image",
+            json!({"subject_id": "x1", "fingers": [{"image": B64.encode(blank_png())}]}),
+            422,
+            "no_finger",
+        ),
+        (
+            "garbage minutiae record",
+            json!({"subject_id": "x1", "fingers": [{"record": B64.encode(b"FMR\0 20\0garbage")}]}),
+            422,
+            "invalid_record",
+        ),
+        (
+            "face as a finger position",
+            json!({"subject_id": "x1", "fingers": [{"position": "face", "record": "AAAA"}]}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "finger image and record",
+            json!({"subject_id": "x1", "fingers": [{"image": "AAAA", "record": "AAAA"}]}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "nothing to enroll",
+            json!({"subject_id": "x1"}),
+            422,
+            "invalid_argument",
         ),
         (
             "unknown field",

@@ -74,8 +74,10 @@ fn bad_configuration_names_the_key() {
 fn a_taken_port_is_a_clear_startup_error() {
     let server = Server::start(&[]).unwrap();
     let addr = server.url.trim_start_matches("http://").to_string();
+    let dir = tempfile::tempdir().unwrap();
     let out = biomatch()
-        .args(["serve", "--listen", &addr])
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -106,8 +108,13 @@ fn serve_opens_the_gallery_in_its_data_directory() {
     assert_eq!(body["gallery"]["subjects"], 3, "{body}");
     assert_eq!(
         body["gallery"]["templates"],
-        serde_json::json!([["face", 3], ["finger", 6], ["face-mobilefacenet", 0]]),
-        "the server adds the collection of its face model next to the existing ones"
+        serde_json::json!([
+            ["face", 3],
+            ["finger", 6],
+            ["face-mobilefacenet", 0],
+            ["fingers", 0]
+        ]),
+        "the server adds the collections of its face model and of minutiae next to the existing ones"
     );
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
     assert!(data.join("catalog.sqlite").exists());
