@@ -4,9 +4,9 @@
 //! The sign of the response is the ridge/valley decision.
 //!
 //! The per-pixel work is a dot product of the image window with a kernel
-//! (rows padded to 8 floats), compiled twice: a portable version (the
-//! reference) and one with AVX2 + FMA enabled; both are the same Rust code,
-//! so they differ only in rounding ([`tests`](super::tests) checks it).
+//! (rows padded to 8 floats), compiled twice from the same Rust code: a
+//! portable version (the reference) and one with AVX2 enabled, summed in
+//! the same order ([`tests`](super::tests) checks they agree).
 
 use std::f32::consts::PI;
 
@@ -147,7 +147,8 @@ pub(super) fn enhance(
 }
 
 /// Σ over `rows` rows of `window[row · pitch ..][..stride] · kernel[row · stride ..]`,
-/// in eight lanes.
+/// in eight lanes; compiled as is for the portable reference and again
+/// under AVX2 below.
 #[inline(always)]
 fn dot_body(window: &[f32], pitch: usize, kernel: &[f32], stride: usize, rows: usize) -> f32 {
     let mut acc = [0f32; 8];
@@ -156,7 +157,7 @@ fn dot_body(window: &[f32], pitch: usize, kernel: &[f32], stride: usize, rows: u
         let k = &kernel[row * stride..][..stride];
         for (wc, kc) in w.as_chunks::<8>().0.iter().zip(k.as_chunks::<8>().0) {
             for l in 0..8 {
-                acc[l] = wc[l].mul_add(kc[l], acc[l]);
+                acc[l] += wc[l] * kc[l];
             }
         }
     }
@@ -171,17 +172,7 @@ pub(super) fn dot_rows(
     stride: usize,
     rows: usize,
 ) -> f32 {
-    let mut acc = [0f32; 8];
-    for row in 0..rows {
-        let w = &window[row * pitch..][..stride];
-        let k = &kernel[row * stride..][..stride];
-        for (wc, kc) in w.as_chunks::<8>().0.iter().zip(k.as_chunks::<8>().0) {
-            for l in 0..8 {
-                acc[l] += wc[l] * kc[l];
-            }
-        }
-    }
-    acc.iter().sum()
+    dot_body(window, pitch, kernel, stride, rows)
 }
 
 /// The same sums with AVX2 + FMA where the CPU has them.
