@@ -93,6 +93,29 @@ pub const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
     );
     ",
+    // Version 2: checkpoints of N:N de-duplication jobs. A block pair's
+    // kept template pairs and its row in `dedup_tiles` commit together.
+    "
+    CREATE TABLE dedup_tiles (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        collection_id INTEGER NOT NULL,
+        tile_a INTEGER NOT NULL,
+        tile_b INTEGER NOT NULL,
+        comparisons INTEGER NOT NULL,
+        done_ms INTEGER NOT NULL,
+        PRIMARY KEY (job_id, collection_id, tile_a, tile_b)
+    );
+    CREATE TABLE dedup_pairs (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        collection_id INTEGER NOT NULL,
+        template_a INTEGER NOT NULL,
+        template_b INTEGER NOT NULL,
+        subject_a INTEGER NOT NULL,
+        subject_b INTEGER NOT NULL,
+        score REAL NOT NULL
+    );
+    CREATE INDEX dedup_pairs_by_job ON dedup_pairs(job_id);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -180,11 +203,11 @@ pub struct TemplateRef {
 /// A connection to the catalog.
 #[derive(Debug)]
 pub struct Catalog {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -231,7 +254,7 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(super) fn err(&self, e: rusqlite::Error) -> Error {
         catalog_error(&self.path, e)
     }
 
@@ -777,7 +800,7 @@ impl Catalog {
     }
 }
 
-fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {
+pub(super) fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {
     Error::Catalog {
         path: path.to_path_buf(),
         source,

@@ -28,6 +28,7 @@
 //! half a batch.
 
 mod growing;
+mod join;
 mod manifest;
 mod search;
 mod snapshot;
@@ -44,6 +45,7 @@ use crate::storage::log::{RecordLog, Replay};
 use crate::storage::segment::{self, SealedSegment, SegmentMeta};
 use crate::vector::{self, BLOCK_ROWS, Dtype, Kernels, MAX_DIM, Metric, quant::F16_MAX};
 
+pub use join::{Join, JoinPair, QUERY_BLOCKS};
 pub use snapshot::FlatSnapshot;
 
 use growing::Growing;

@@ -559,7 +559,8 @@ impl FlatSnapshot {
         })
     }
 
-    fn run(&self, queries: &[f32], mode: Mode) -> Result<Vec<Vec<Hit>>> {
+    /// Validates and prepares a batch of queries (row-major, `dim` each).
+    fn prepare_batch(&self, queries: &[f32]) -> Result<Prepared> {
         let dim = self.config.dim;
         if queries.is_empty() || !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
@@ -571,8 +572,37 @@ impl FlatSnapshot {
                 },
             });
         }
-        let nq = queries.len() / dim;
-        let p = Prepared::new(self, queries, nq)?;
+        Prepared::new(self, queries, queries.len() / dim)
+    }
+
+    /// [`FlatSnapshot::search_threshold_batch`] over the blocks `units`
+    /// (segment, block) only, on the calling thread: the building block of
+    /// the N:N self-join, which runs many of these in parallel.
+    pub(crate) fn search_threshold_units(
+        &self,
+        queries: &[f32],
+        threshold: f32,
+        units: &[(usize, usize)],
+    ) -> Result<Vec<Vec<Hit>>> {
+        let mode = Mode::Threshold(self.threshold_key(threshold)?);
+        let p = self.prepare_batch(queries)?;
+        let exact = self.config.dtype == Dtype::F32;
+        let shared = SharedFloors::new(p.nq);
+        let mut collector = Collector::new(p.nq, mode, exact, self.config.dtype);
+        for &(s, b) in units {
+            collector.scan_block(self, &p, &shared, s, b);
+        }
+        Ok(collector
+            .states
+            .into_iter()
+            .enumerate()
+            .map(|(q, state)| self.finish(&p, q, state, mode, exact))
+            .collect())
+    }
+
+    fn run(&self, queries: &[f32], mode: Mode) -> Result<Vec<Vec<Hit>>> {
+        let p = self.prepare_batch(queries)?;
+        let nq = p.nq;
         let exact = self.config.dtype == Dtype::F32;
         let dtype = self.config.dtype;
         let units: Vec<(usize, usize)> = self

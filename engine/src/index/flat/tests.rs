@@ -1025,3 +1025,101 @@ fn manifest_and_tombstone_damage_need_a_full_rebuild() {
     }
     assert!(FlatIndex::open(dir.path(), OpenOptions::default()).is_ok());
 }
+
+#[test]
+fn self_join_over_all_tile_pairs_equals_brute_force() {
+    let mut rng = ChaCha8Rng::seed_from_u64(202);
+    let (n, dim) = (700, 24);
+    let data = clustered(&mut rng, n, dim, 40, 0.35);
+    for metric in [Metric::Cosine, Metric::L2] {
+        // The brute-force pairs, and a threshold that keeps ~1500 of them.
+        let mut all: Vec<(u64, u64, f32)> = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                // The join's queries are stored rows, prepared again.
+                let a = stored(metric, &stored(metric, &data[i * dim..(i + 1) * dim]));
+                let b = stored(metric, &data[j * dim..(j + 1) * dim]);
+                all.push((2 * i as u64, 2 * j as u64, exact_key(metric, &a, &b)));
+            }
+        }
+        let deleted: Vec<u64> = (0..n as u64).step_by(7).map(|i| 2 * i).collect();
+        all.retain(|(a, b, _)| !deleted.contains(a) && !deleted.contains(b));
+        let mut keys: Vec<f32> = all.iter().map(|p| p.2).collect();
+        keys.sort_by(|a, b| b.total_cmp(a));
+        let key = keys[1500];
+        let threshold = if metric == Metric::L2 { -key } else { key };
+        let mut want: Vec<(u64, u64, u32)> = all
+            .iter()
+            .filter(|p| p.2 >= key)
+            .map(|&(a, b, k)| (a, b, (if metric == Metric::L2 { -k } else { k }).to_bits()))
+            .collect();
+        want.sort();
+        for dtype in Dtype::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let config = FlatConfig::new(dim, dtype, metric).with_segment_rows(300);
+            let mut index = build(dir.path(), config, &data, 0);
+            for &id in &deleted {
+                index.delete(id).unwrap();
+            }
+            let snap = index.snapshot();
+            for tile_rows in [128, 256, 1000] {
+                let starts = snap.tile_starts(tile_rows);
+                let range = |t: usize| starts[t]..=starts.get(t + 1).map_or(u64::MAX, |&s| s - 1);
+                let mut got = Vec::new();
+                let mut comparisons = 0;
+                for ta in 0..starts.len() {
+                    for tb in ta..starts.len() {
+                        let join = snap.join(range(ta), range(tb), threshold).unwrap();
+                        comparisons += join.comparisons;
+                        got.extend(join.pairs.iter().map(|p| {
+                            assert_eq!((p.a_label, p.b_label), (p.a, p.b));
+                            (p.a, p.b, p.score.to_bits())
+                        }));
+                    }
+                }
+                got.sort();
+                let live = (n - deleted.len()) as u64;
+                let what = format!("{metric} {dtype} tiles of {tile_rows}");
+                assert_eq!(comparisons, live * (live - 1) / 2, "{what}");
+                assert_eq!(got.len(), want.len(), "{what}: pair count");
+                let differ: Vec<_> = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(g, w)| g != w)
+                    .take(3)
+                    .collect();
+                assert!(differ.is_empty(), "{what}: {differ:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sampled_pair_scores_are_seeded_and_skip_same_label_rows() {
+    let mut rng = ChaCha8Rng::seed_from_u64(203);
+    let dir = tempfile::tempdir().unwrap();
+    let config = FlatConfig::new(16, Dtype::I8, Metric::Cosine).with_segment_rows(200);
+    let mut index = FlatIndex::create(dir.path(), config).unwrap();
+    let ids: Vec<u64> = (0..500).collect();
+    // Pairs of rows share a label and are the same vector.
+    let labels: Vec<u64> = ids.iter().map(|i| i / 2).collect();
+    let base = gaussian(&mut rng, 250, 16);
+    let data: Vec<f32> = (0..500)
+        .flat_map(|i| base[(i / 2) * 16..(i / 2 + 1) * 16].to_vec())
+        .collect();
+    index.append_labeled(&ids, &labels, &data).unwrap();
+    let snap = index.snapshot();
+    let a = snap.sample_pair_scores(2000, 9);
+    assert_eq!(a.len(), 2000);
+    assert_eq!(a, snap.sample_pair_scores(2000, 9));
+    assert_ne!(a, snap.sample_pair_scores(2000, 10));
+    // Same-label pairs (score 1) are never drawn.
+    assert!(
+        a.iter().all(|&s| s < 0.999),
+        "{:?}",
+        a.iter().cloned().fold(f32::MIN, f32::max)
+    );
+    let empty = FlatIndex::create(&dir.path().join("e"), config).unwrap();
+    assert!(empty.snapshot().sample_pair_scores(10, 1).is_empty());
+    assert!(empty.snapshot().tile_starts(128).is_empty());
+}
