@@ -220,6 +220,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A job stopped because it was asked to; its finished work is kept.
+    #[error("job {job} was cancelled")]
+    Cancelled {
+        /// Job id.
+        job: u64,
+    },
+
     /// A file's sha256 differs from the one its manifest records.
     #[error("checksum mismatch for {path}: manifest says sha256 {expected}, file has {actual}", path = path.display())]
     ChecksumMismatch {

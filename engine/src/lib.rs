@@ -5,7 +5,8 @@
 //! ([`storage`]), vector indexes ([`index`]), the durable gallery
 //! ([`gallery`]), the ONNX model runtime ([`embed`]), image decoding and
 //! geometry ([`imaging`]), the face pipeline ([`face`]) and fingerprint
-//! minutiae records and matching ([`finger`]).
+//! minutiae records and matching ([`finger`]), and N:N de-duplication
+//! ([`dedup`]).
 //!
 //! Everything here is synchronous; CPU-parallel work uses the caller's
 //! rayon pool (`pool.install(|| ...)`), so a server decides how many threads
@@ -13,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod dedup;
 pub mod embed;
 pub mod error;
 pub mod face;

@@ -371,3 +371,82 @@ impl Gallery {
 
 #[cfg(test)]
 mod tests;
+
+impl Gallery {
+    /// The fused finger score of subject `a` (catalog id) against subject
+    /// `b` in a minutiae collection: `a`'s fingers as probes against `b`'s
+    /// templates, as [`Gallery::verify_fingers`] scores them. `None` when
+    /// either has no finger there.
+    pub fn subject_finger_score(&self, collection: &str, a: u64, b: u64) -> Result<Option<f32>> {
+        let id = self.minutiae_collection_id(collection)?;
+        let tables = self.fingers.read();
+        let Some(table) = tables.get(&id) else {
+            return Ok(None);
+        };
+        Ok(table.subject_score(self.fingers.params, a, b))
+    }
+
+    /// Fused finger scores of `count` random pairs of different subjects
+    /// of a minutiae collection (an impostor sample when duplicates are
+    /// rare). Seeded: the same gallery and seed give the same scores.
+    pub fn sample_finger_scores(
+        &self,
+        collection: &str,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let id = self.minutiae_collection_id(collection)?;
+        let tables = self.fingers.read();
+        let Some(table) = tables.get(&id) else {
+            return Ok(Vec::new());
+        };
+        let mut subjects: Vec<u64> = table.by_subject.keys().copied().collect();
+        subjects.sort_unstable();
+        if subjects.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let n = subjects.len() as u64;
+        let mut state = seed;
+        let mut next = move || {
+            // SplitMix64.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        };
+        let pairs: Vec<(u64, u64)> = (0..count)
+            .map(|_| {
+                let a = next();
+                let b = (a + 1 + next() % (n - 1)) % n;
+                (subjects[a as usize], subjects[b as usize])
+            })
+            .collect();
+        Ok(pairs
+            .par_iter()
+            .filter_map(|&(a, b)| table.subject_score(self.fingers.params, a, b))
+            .collect())
+    }
+}
+
+impl Table {
+    /// Subject `a`'s fingers as probes against subject `b`, fused.
+    fn subject_score(&self, params: Params, a: u64, b: u64) -> Option<f32> {
+        let probes: Vec<PreparedFinger> = self
+            .by_subject
+            .get(&a)?
+            .iter()
+            .map(|id| {
+                let e = &self.entries[id];
+                PreparedFinger {
+                    position: e.position,
+                    template: Arc::clone(&e.template),
+                    vector: Vec::new(),
+                }
+            })
+            .collect();
+        self.by_subject.get(&b)?;
+        let mut m = Matcher::new(params);
+        Some(fused(&self.score_subject(&mut m, b, &probes)))
+    }
+}
