@@ -58,6 +58,15 @@ pub enum Command {
         #[command(subcommand)]
         which: ModelsCommand,
     },
+    /// N:N de-duplication of a data directory: every pair of subjects,
+    /// resumable (run the same command again after an interruption).
+    Dedup(crate::dedup::DedupArgs),
+    /// Datasets: synthetic galleries.
+    Datasets {
+        /// What to do.
+        #[command(subcommand)]
+        which: DatasetsCommand,
+    },
     /// Benchmarks that print a table or one JSON object.
     Bench {
         /// Which benchmark.
@@ -80,6 +89,13 @@ pub enum EvalCommand {
     Lfw(crate::eval::LfwArgs),
     /// Fingerprints: the FVC protocol on minutiae records (EER, FNMR@FMR).
     Fvc(crate::eval::fvc::FvcArgs),
+}
+
+/// Dataset tools.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Write a seeded synthetic gallery with planted duplicates (and truth.jsonl).
+    Synth(crate::dedup::SynthArgs),
 }
 
 /// Model management.
@@ -121,6 +137,8 @@ pub enum BenchCommand {
     Http(bench::http::HttpArgs),
     /// Fingerprints: minutiae comparisons per second, two-stage 1:N vs exhaustive.
     Finger(bench::finger::FingerArgs),
+    /// N:N de-duplication: pairs per second against the int8 peak and faiss IndexFlatIP.
+    Dedup(bench::dedup::DedupBenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -175,6 +193,22 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Dedup(args) => {
+            let summary = crate::dedup::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                crate::dedup::print(&summary);
+            }
+            Ok(())
+        }
+        Command::Datasets {
+            which: DatasetsCommand::Synth(args),
+        } => {
+            let report = crate::dedup::synth(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Face(args) => crate::models::run_face(&args),
         Command::Finger { which } => crate::finger::run(&which),
         Command::Models {
@@ -213,6 +247,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     state,
                     m.file
                 );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Dedup(args),
+        } => {
+            let report = bench::dedup::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::dedup::print_table(&report);
             }
             Ok(())
         }

@@ -2,7 +2,7 @@
 //!
 //! Routes: `GET /health`, `/ready`, `/metrics`, `/openapi.json`, and the
 //! `/v1` API ([`crate::api`]: subjects, verify, identify, compare,
-//! templates, stats) behind API-key authorization and admission limits.
+//! templates, stats, de-duplication jobs) behind API-key authorization and admission limits.
 //! Every error is rendered as `{"error": {"code", "message", "request_id"}}`.
 //! [`serve`] loads the ONNX Runtime and the face models (`[embed]` settings;
 //! a missing library or model file is a start-up error), opens the gallery
@@ -392,6 +392,8 @@ fn face_api(gallery: &Arc<Gallery>, face: Arc<FacePipeline>, config: &Config) ->
         permits: Arc::new(tokio::sync::Semaphore::new(server.max_concurrent_requests)),
         max_concurrent: server.max_concurrent_requests,
         timeout: Duration::from_millis(server.request_timeout_ms),
+        jobs: crate::api::jobs::Jobs::start(Arc::clone(gallery), None)
+            .context("starting the job runner")?,
     })
 }
 
@@ -477,6 +479,8 @@ mod tests {
             "/v1/compare",
             "/v1/templates",
             "/v1/stats",
+            "/v1/jobs/dedup",
+            "/v1/jobs/{id}",
         ] {
             assert!(paths.contains_key(route), "{route} is not documented");
         }
@@ -491,6 +495,7 @@ mod tests {
             include_str!("api/mod.rs"),
             include_str!("api/error.rs"),
             include_str!("api/auth.rs"),
+            include_str!("api/jobs.rs"),
         ];
         let mut checked = 0;
         for source in sources {

@@ -101,6 +101,7 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidArgument { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_argument"),
             EngineError::SubjectExists { .. } => (S::CONFLICT, "subject_exists"),
             EngineError::UnknownSubject { .. } => (S::NOT_FOUND, "unknown_subject"),
+            EngineError::UnknownCollection { .. } => (S::NOT_FOUND, "unknown_collection"),
             _ => return ApiError::internal(&e),
         };
         ApiError::new(status, code, message)

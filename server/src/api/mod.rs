@@ -1,5 +1,5 @@
 //! `/v1`: enroll, verify (1:1), identify (1:N), compare, templates,
-//! subjects.
+//! subjects, and N:N de-duplication jobs ([`jobs`]).
 //!
 //! Requests and answers are JSON. Images travel as base64; templates as
 //! base64 of little-endian `f32` or as JSON arrays. A probe or an
@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod error;
 pub mod fingers;
+pub mod jobs;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct Api {
     pub max_concurrent: usize,
     /// `server.request_timeout_ms`.
     pub timeout: std::time::Duration,
+    /// Background jobs (N:N de-duplication).
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl Api {
@@ -106,6 +109,7 @@ pub fn router(api: Api, auth: Arc<auth::Auth>) -> Router {
         .route("/compare", post(compare))
         .route("/templates", post(templates))
         .route("/stats", get(stats))
+        .merge(jobs::router())
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .with_state(api)

@@ -9,9 +9,12 @@
 //!   bare ONNX Runtime session, dynamic batching;
 //! * [`finger`]: the minutiae matcher — comparisons per second, two-stage
 //!   1:N search against exhaustive matching;
+//! * [`dedup`]: N:N de-duplication — pairs per second against the int8
+//!   peak and faiss `IndexFlatIP` range search on the same vectors;
 //! * [`http`]: load on a running server — identify and verify with template
 //!   and image probes.
 
+pub mod dedup;
 pub mod embed;
 pub mod finger;
 pub mod flat;

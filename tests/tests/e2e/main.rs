@@ -5,6 +5,7 @@ mod api;
 mod bench_cli;
 mod corruption;
 mod crash;
+mod dedup;
 mod finger_api;
 mod finger_cli;
 mod models;
