@@ -325,6 +325,10 @@ fn scan(
     };
     for plan in &params.plan {
         let (_, index) = snapshot.collection(&plan.name)?;
+        // Live templates per tile, counted once (not once per tile pair).
+        let sizes: Vec<u64> = (0..plan.tile_starts.len() as u32)
+            .map(|t| index.live_rows_in(plan.tile_range(t)))
+            .collect();
         for (a, b) in plan.tile_pairs() {
             let tile = TilePair {
                 collection_id: plan.id,
@@ -339,8 +343,12 @@ fn scan(
                     progress.comparisons_total += n;
                 }
                 None => {
-                    progress.comparisons_total +=
-                        index.join_comparisons(plan.tile_range(a), plan.tile_range(b));
+                    let (na, nb) = (sizes[a as usize], sizes[b as usize]);
+                    progress.comparisons_total += if a == b {
+                        na * na.saturating_sub(1) / 2
+                    } else {
+                        na * nb
+                    };
                     work.push((plan, tile));
                 }
             }

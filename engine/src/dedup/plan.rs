@@ -66,6 +66,10 @@ pub struct CollectionPlan {
     pub tile_starts: Vec<u64>,
     /// Templates per tile (rounded up to whole blocks).
     pub tile_rows: usize,
+    /// Largest template id when the job was planned: templates enrolled
+    /// later are not part of the job, so a resumed job covers the same
+    /// templates as the run it continues.
+    pub last_id: u64,
 }
 
 impl CollectionPlan {
@@ -78,7 +82,7 @@ impl CollectionPlan {
     /// The ids tile `t` covers.
     pub fn tile_range(&self, t: u32) -> std::ops::RangeInclusive<u64> {
         let t = t as usize;
-        self.tile_starts[t]..=self.tile_starts.get(t + 1).map_or(u64::MAX, |&s| s - 1)
+        self.tile_starts[t]..=self.tile_starts.get(t + 1).map_or(self.last_id, |&s| s - 1)
     }
 
     /// Whether `score` matches.
@@ -173,6 +177,7 @@ pub(super) fn plan(
             impostor,
             tile_starts: index.tile_starts(request.tile_rows),
             tile_rows: request.tile_rows,
+            last_id: index.last_id().unwrap_or(0),
         });
     }
     Ok(plans)

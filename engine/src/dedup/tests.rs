@@ -268,6 +268,25 @@ fn an_interrupted_job_resumes_and_writes_the_same_report() {
     assert!(!resumed.join("pairs.jsonl").exists());
     assert_eq!(find_unfinished(&g, &request(&resumed)).unwrap(), Some(id));
     assert_eq!(unfinished(&g).unwrap(), vec![id]);
+    // Enrolled after the job was planned: not part of it, even though it
+    // would match p00007's face.
+    let face = g.get("p00007").unwrap().unwrap().templates[0]
+        .vector
+        .clone();
+    g.enroll(
+        &Enrollment {
+            subject: "late".into(),
+            templates: vec![TemplateInput {
+                collection: "face".into(),
+                position: Position::Face,
+                quality: None,
+                vector: face,
+                record: None,
+            }],
+        },
+        "test",
+    )
+    .unwrap();
     let summary = run(&g, id, &CancelFlag::default()).unwrap();
     assert!(summary.tiles_resumed > 0 && summary.tiles_resumed < summary.tiles);
     for f in ["pairs.jsonl", "clusters.jsonl"] {

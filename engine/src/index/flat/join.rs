@@ -149,17 +149,27 @@ impl FlatSnapshot {
             .sum()
     }
 
+    /// Live rows with ids in `range` (a tile's size, for progress totals).
+    pub fn live_rows_in(&self, range: RangeInclusive<u64>) -> u64 {
+        self.live_rows_between(&self.units_between(&range), &range)
+    }
+
+    /// The largest row id stored (live or deleted), if any.
+    pub fn last_id(&self) -> Option<u64> {
+        self.segments.iter().rev().find_map(|s| s.data.last_id())
+    }
+
     /// Distinct pairs [`FlatSnapshot::join`] compares for these tiles.
     pub fn join_comparisons(
         &self,
         tile_a: RangeInclusive<u64>,
         tile_b: RangeInclusive<u64>,
     ) -> u64 {
-        let na = self.live_rows_between(&self.units_between(&tile_a), &tile_a);
+        let na = self.live_rows_in(tile_a.clone());
         if tile_a == tile_b {
             na * na.saturating_sub(1) / 2
         } else {
-            na * self.live_rows_between(&self.units_between(&tile_b), &tile_b)
+            na * self.live_rows_in(tile_b)
         }
     }
 
