@@ -37,7 +37,11 @@ pub struct DedupArgs {
     /// Score threshold, applied in every collection.
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Collections to scan, comma-separated (default: every vector collection).
+    /// Minutiae score threshold for finger collections (default: estimated
+    /// for --fmr, or for 1e-5 with --threshold).
+    #[arg(long)]
+    pub finger_threshold: Option<f32>,
+    /// Collections to scan, comma-separated (default: every collection with templates).
     #[arg(long, value_delimiter = ',')]
     pub collections: Vec<String>,
     /// Scan threads (default: all cores).
@@ -173,6 +177,7 @@ pub fn request(gallery: &Gallery, args: &DedupArgs) -> DedupRequest {
         collections: args.collections.clone(),
         threshold,
         fmr,
+        finger_threshold: args.finger_threshold,
         tile_rows: args
             .tile_rows
             .unwrap_or_else(|| DedupRequest::default_tile_rows(largest)),

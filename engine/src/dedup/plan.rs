@@ -6,10 +6,18 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gallery::{GallerySnapshot, is_minutiae};
+use crate::gallery::{Gallery, GallerySnapshot, is_minutiae};
 use crate::vector::Metric;
 
 use super::DedupRequest;
+
+/// Fraction of impostor finger pairs the vector stage lets through to the
+/// minutiae matcher in minutiae collections (`biomatch bench finger`: the
+/// vectors keep the true mate in the best 5 % for 93 % of probes).
+pub const PREFILTER_FMR: f64 = 0.05;
+/// Minutiae template pairs sampled for a finger threshold (the matcher is
+/// far slower than a dot product).
+const FINGER_SAMPLES: usize = 200_000;
 
 /// Random pairs drawn per sampling task.
 const SAMPLE_CHUNK: usize = 100_000;
@@ -66,6 +74,11 @@ pub struct CollectionPlan {
     pub tile_starts: Vec<u64>,
     /// Templates per tile (rounded up to whole blocks).
     pub tile_rows: usize,
+    /// Minutiae collections: the first stage's cosine threshold on the
+    /// fingers' fixed-length vectors (at [`PREFILTER_FMR`] of sampled
+    /// impostors); pairs passing it are scored by the minutiae matcher,
+    /// whose score `threshold` applies to.
+    pub prefilter: Option<f32>,
     /// Largest template id when the job was planned: templates enrolled
     /// later are not part of the job, so a resumed job covers the same
     /// templates as the run it continues.
@@ -105,14 +118,16 @@ impl CollectionPlan {
 
 /// Builds the plan for `request` on `snapshot`.
 pub(super) fn plan(
+    gallery: &Gallery,
     snapshot: &GallerySnapshot,
     request: &DedupRequest,
 ) -> Result<Vec<CollectionPlan>> {
     let names: Vec<String> = if request.collections.is_empty() {
+        // Every collection with something to compare.
         snapshot
             .collections()
-            .filter(|c| !is_minutiae(&c.spec))
             .map(|c| c.spec.name.clone())
+            .filter(|name| snapshot.collection(name).is_ok_and(|(_, i)| i.len() >= 2))
             .collect()
     } else {
         request.collections.clone()
@@ -120,34 +135,52 @@ pub(super) fn plan(
     if names.is_empty() {
         return Err(Error::invalid(
             "collections",
-            "the gallery has no vector collection to de-duplicate",
+            "the gallery has no collection with two or more templates to de-duplicate",
         ));
     }
     let mut plans = Vec::new();
     for name in names {
         let (info, index) = snapshot.collection(&name)?;
-        if is_minutiae(&info.spec) {
-            return Err(Error::invalid(
-                "collections",
-                format!(
-                    "`{name}` holds minutiae records; N:N de-duplication scans vector collections (fingers are scored for the pairs other collections find)"
-                ),
-            ));
-        }
+        let minutiae = is_minutiae(&info.spec);
         let higher_is_better = info.spec.metric != Metric::L2;
+        let sample = |count: usize| -> Vec<f32> {
+            (0..count.div_ceil(SAMPLE_CHUNK))
+                .into_par_iter()
+                .flat_map_iter(|chunk| {
+                    let seed = 0x0DED_0000 ^ (info.id << 32) ^ chunk as u64;
+                    index.sample_pair_scores(SAMPLE_CHUNK.min(count - chunk * SAMPLE_CHUNK), seed)
+                })
+                .collect()
+        };
         let count = match request.fmr {
             Some(fmr) => ((TAIL_SAMPLES / fmr).ceil() as usize).clamp(MIN_SAMPLES, MAX_SAMPLES),
             None => MIN_SAMPLES,
         };
-        let mut scores: Vec<f32> = (0..count.div_ceil(SAMPLE_CHUNK))
-            .into_par_iter()
-            .flat_map_iter(|chunk| {
-                let seed = 0x0DED_0000 ^ (info.id << 32) ^ chunk as u64;
-                index.sample_pair_scores(SAMPLE_CHUNK.min(count - chunk * SAMPLE_CHUNK), seed)
-            })
-            .collect();
+        let (mut scores, prefilter) = if minutiae {
+            let mut vectors = sample(MIN_SAMPLES);
+            let vector_stats = stats(&vectors);
+            let (prefilter, _) = fmr_threshold(&mut vectors, PREFILTER_FMR, true, &vector_stats);
+            let scores = gallery.sample_finger_template_scores(
+                &name,
+                FINGER_SAMPLES,
+                0x0DED_F000 ^ info.id,
+            )?;
+            (scores, Some(prefilter))
+        } else {
+            (sample(count), None)
+        };
         let impostor = stats(&scores);
-        let (threshold, method) = match (request.threshold, request.fmr) {
+        // Minutiae scores live on their own scale: a raw threshold is for
+        // the vector collections; fingers take `finger_threshold`, else
+        // the FMR (1e-5 with a raw threshold).
+        let decision = match (minutiae, request.threshold, request.fmr) {
+            (true, _, _) => match request.finger_threshold {
+                Some(t) => (Some(t), None),
+                None => (None, Some(request.fmr.unwrap_or(1e-5))),
+            },
+            (false, t, f) => (t, f),
+        };
+        let (threshold, method) = match decision {
             (Some(t), None) => (t, ThresholdMethod::Given),
             (None, Some(fmr)) => {
                 if scores.len() < 2 {
@@ -177,6 +210,7 @@ pub(super) fn plan(
             impostor,
             tile_starts: index.tile_starts(request.tile_rows),
             tile_rows: request.tile_rows,
+            prefilter,
             last_id: index.last_id().unwrap_or(0),
         });
     }

@@ -3,8 +3,10 @@
 //!
 //! * `pairs.jsonl`: one subject pair per line, most alike first (ties by
 //!   subject ids): `{"a", "b", "score": fused, "modalities": {collection:
-//!   {"score", "z", "match"}}}`. `match` is absent for minutiae
-//!   collections, which are scored for reported pairs, not scanned.
+//!   {"score", "z", "match"}}}`. For a minutiae collection `score` and `z`
+//!   are the subjects' fused finger score (as verify fuses fingers) and
+//!   `match` says whether the scan kept one of their finger pairs (absent
+//!   when the collection was not scanned).
 //! * `clusters.jsonl`: connected groups of reported subjects, largest first:
 //!   `{"cluster", "size", "subjects", "pairs", "max_score"}`.
 //! * `summary.json`: [`Summary`].
@@ -24,7 +26,8 @@ use super::{CollectionPlan, ImpostorStats, JobParams, ScanStats};
 
 /// Histogram bins in the summary.
 const BINS: usize = 40;
-/// Impostor pairs sampled per minutiae collection for its z-scores.
+/// Impostor pairs sampled per minutiae collection for its z-scores (of
+/// subjects) and its histogram (of templates).
 const FINGER_SAMPLES: usize = 20_000;
 
 /// One collection's part of a reported pair.
@@ -219,7 +222,8 @@ pub(super) fn finish(
         let mut modalities = BTreeMap::new();
         let record_a = gallery.get(name_a)?;
         let record_b = gallery.get(name_b)?;
-        for plan in &params.plan {
+        // Vector collections here; minutiae collections below.
+        for plan in params.plan.iter().filter(|p| p.prefilter.is_none()) {
             let score = match scores.get(&plan.id) {
                 Some(&s) => Some(s),
                 // Not kept in this collection: score both subjects' templates.
@@ -257,17 +261,18 @@ pub(super) fn finish(
                 );
             }
         }
+        // Fingers: the subjects' fused finger score (all their fingers, as
+        // verify fuses them); `match` says whether the scan kept one of
+        // their finger pairs.
         for (name, st) in &finger_stats {
             if let Some(score) = gallery.subject_finger_score(name, a, b)? {
                 let z = (f64::from(score) - st.mean) / st.sd.max(1e-12);
-                modalities.insert(
-                    name.clone(),
-                    ModalityScore {
-                        score,
-                        z,
-                        matched: None,
-                    },
-                );
+                let matched = params
+                    .plan
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map(|p| scores.contains_key(&p.id));
+                modalities.insert(name.clone(), ModalityScore { score, z, matched });
             }
         }
         let m = modalities.len().max(1) as f64;
@@ -292,10 +297,17 @@ pub(super) fn finish(
         .iter()
         .map(|plan| {
             let (_, index) = snapshot.collection(&plan.name)?;
-            let impostor_scores: Vec<f32> = index.sample_pair_scores(
-                plan.impostor.samples.min(200_000),
-                0x0DED_0000 ^ (plan.id << 32),
-            );
+            let impostor_scores: Vec<f32> = match plan.prefilter {
+                None => index.sample_pair_scores(
+                    plan.impostor.samples.min(200_000),
+                    0x0DED_0000 ^ (plan.id << 32),
+                ),
+                Some(_) => gallery.sample_finger_template_scores(
+                    &plan.name,
+                    FINGER_SAMPLES,
+                    0x0DED_F000 ^ plan.id,
+                )?,
+            };
             let kept = kept_scores.get(&plan.id).map_or(&[][..], Vec::as_slice);
             Ok(CollectionSummary {
                 name: plan.name.clone(),
@@ -309,6 +321,9 @@ pub(super) fn finish(
         })
         .collect::<Result<_>>()?;
     for (name, st) in finger_stats {
+        if params.plan.iter().any(|p| p.name == name) {
+            continue;
+        }
         collections.push(CollectionSummary {
             name,
             modality: "finger".into(),

@@ -92,6 +92,7 @@ fn request(out: &Path) -> DedupRequest {
         collections: vec!["face".into()],
         threshold: Some(0.75),
         fmr: None,
+        finger_threshold: None,
         tile_rows: 256,
         out: out.to_path_buf(),
     }
@@ -434,6 +435,8 @@ fn fingers_are_scored_and_fused_for_the_pairs_faces_report() {
     // face enrolled again with somebody else's finger.
     batch.extend(person("d3".into(), near(&mut rng, &faces[3], 0.1), 104, 2));
     batch.extend(person("d5".into(), near(&mut rng, &faces[5], 0.1), 107, 3));
+    // p8 enrolled again with another face: only the finger tells.
+    batch.extend(person("f8".into(), unit(&mut rng, 32), 109, 2));
     g.enroll_batch(&batch, "test").unwrap();
     let out = dir.path().join("out");
     let mut r = request(&out);
@@ -461,4 +464,46 @@ fn fingers_are_scored_and_fused_for_the_pairs_faces_report() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["collections"][1]["name"], "fingers");
     assert!(s["collections"][1]["impostor"]["samples"].as_u64().unwrap() > 1000);
+
+    // Scanning the fingers too (two stages: vectors, then the matcher)
+    // finds the finger-only duplicate; its face is scored and does not match.
+    let out = dir.path().join("all");
+    let mut r = request(&out);
+    r.collections.clear();
+    r.threshold = Some(0.9);
+    r.finger_threshold = Some(0.05);
+    let id = create(&g, &r).unwrap();
+    let (_, params) = job(&g, id).unwrap().unwrap();
+    let fingers = params.plan.iter().find(|p| p.name == "fingers").unwrap();
+    assert_eq!(
+        (fingers.threshold, fingers.method),
+        (0.05, ThresholdMethod::Given)
+    );
+    assert!(fingers.prefilter.is_some());
+    run(&g, id, &CancelFlag::default()).unwrap();
+    let pairs = read_pairs(&out);
+    // d5 carries p6's finger (107): that pair is found too.
+    assert_eq!(pairs.len(), 4, "{pairs:?}");
+    let get = |a: &str, b: &str| {
+        pairs
+            .iter()
+            .find(|p| (p["a"] == a && p["b"] == b) || (p["a"] == b && p["b"] == a))
+            .unwrap_or_else(|| panic!("{a}-{b} not reported: {pairs:?}"))
+    };
+    for (a, b, face, finger) in [
+        ("p3", "d3", true, true),
+        ("p5", "d5", true, false),
+        ("p6", "d5", false, true),
+        ("p8", "f8", false, true),
+    ] {
+        let m = &get(a, b)["modalities"];
+        assert_eq!(
+            (m["face"]["match"] == true, m["fingers"]["match"] == true),
+            (face, finger),
+            "{a}-{b}: {m}"
+        );
+    }
+    let clusters = std::fs::read_to_string(out.join("clusters.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(clusters.lines().next().unwrap()).unwrap();
+    assert_eq!(first["subjects"], serde_json::json!(["d5", "p5", "p6"]));
 }

@@ -407,14 +407,7 @@ impl Gallery {
         }
         let n = subjects.len() as u64;
         let mut state = seed;
-        let mut next = move || {
-            // SplitMix64.
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n
-        };
+        let mut next = move || splitmix(&mut state) % n;
         let pairs: Vec<(u64, u64)> = (0..count)
             .map(|_| {
                 let a = next();
@@ -449,4 +442,76 @@ impl Table {
         let mut m = Matcher::new(params);
         Some(fused(&self.score_subject(&mut m, b, &probes)))
     }
+}
+
+impl Gallery {
+    /// The minutiae score of two templates of a minutiae collection;
+    /// `None` if either is not (or no longer) there or their positions are
+    /// incompatible (two different known fingers).
+    pub fn finger_template_score(&self, collection: &str, a: u64, b: u64) -> Result<Option<f32>> {
+        let id = self.minutiae_collection_id(collection)?;
+        let tables = self.fingers.read();
+        let Some(table) = tables.get(&id) else {
+            return Ok(None);
+        };
+        let (Some(ea), Some(eb)) = (table.entries.get(&a), table.entries.get(&b)) else {
+            return Ok(None);
+        };
+        if !compatible(ea.position, eb.position) {
+            return Ok(None);
+        }
+        let mut m = Matcher::new(self.fingers.params);
+        Ok(Some(m.score(&ea.template, &eb.template)))
+    }
+
+    /// Minutiae scores of `count` random pairs of templates of different
+    /// subjects at compatible positions (an impostor sample of
+    /// [`Gallery::finger_template_score`]). Seeded.
+    pub fn sample_finger_template_scores(
+        &self,
+        collection: &str,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let id = self.minutiae_collection_id(collection)?;
+        let tables = self.fingers.read();
+        let Some(table) = tables.get(&id) else {
+            return Ok(Vec::new());
+        };
+        let mut ids: Vec<u64> = table.entries.keys().copied().collect();
+        ids.sort_unstable();
+        if ids.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let n = ids.len() as u64;
+        let mut state = seed;
+        let mut next = move || splitmix(&mut state) % n;
+        let mut pairs = Vec::with_capacity(count);
+        for _ in 0..count.saturating_mul(64) {
+            if pairs.len() == count {
+                break;
+            }
+            let (a, b) = (
+                &table.entries[&ids[next() as usize]],
+                &table.entries[&ids[next() as usize]],
+            );
+            if a.subject_id != b.subject_id && compatible(a.position, b.position) {
+                pairs.push((Arc::clone(&a.template), Arc::clone(&b.template)));
+            }
+        }
+        let params = self.fingers.params;
+        Ok(pairs
+            .par_iter()
+            .map_init(|| Matcher::new(params), |m, (a, b)| m.score(a, b))
+            .collect())
+    }
+}
+
+/// SplitMix64: the seeded draws of the impostor samples.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -1,7 +1,7 @@
 //! `/v1/jobs`: N:N de-duplication as a background job.
 //!
-//! * `POST /v1/jobs/dedup` `{"fmr" | "threshold", "collections"?,
-//!   "tile_rows"?}` plans the job (thresholds, tiles; invalid requests are
+//! * `POST /v1/jobs/dedup` `{"fmr" | "threshold", "finger_threshold"?,
+//!   "collections"?, "tile_rows"?}` plans the job (thresholds, tiles; invalid requests are
 //!   422 here) and queues it: 202 with the job.
 //! * `GET /v1/jobs/{id}`: state (`queued`, `running`, `done`, `failed`,
 //!   `cancelled`), progress, ETA, and when done where the report is
@@ -40,7 +40,9 @@ pub struct DedupBody {
     pub fmr: Option<f64>,
     /// Score threshold in every collection.
     pub threshold: Option<f32>,
-    /// Collections to scan (default: every vector collection).
+    /// Minutiae score threshold for finger collections.
+    pub finger_threshold: Option<f32>,
+    /// Collections to scan (default: every collection with templates).
     #[serde(default)]
     pub collections: Vec<String>,
     /// Templates per tile.
@@ -172,6 +174,7 @@ impl Jobs {
             collections: body.collections.clone(),
             threshold,
             fmr,
+            finger_threshold: body.finger_threshold,
             tile_rows: body
                 .tile_rows
                 .unwrap_or_else(|| DedupRequest::default_tile_rows(largest)),

@@ -238,6 +238,7 @@ pub fn run(args: &DedupBenchArgs) -> Result<DedupBenchReport> {
             collections: vec![synth_gallery::COLLECTION.into()],
             threshold,
             fmr: threshold.is_none().then_some(args.fmr),
+            finger_threshold: None,
             tile_rows: DedupRequest::default_tile_rows(args.subjects),
             out: out.clone(),
         };

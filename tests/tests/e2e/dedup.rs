@@ -394,9 +394,9 @@ fn dedup_jobs_over_the_api() {
             "unknown_collection",
         ),
         (
-            json!({"threshold": 0.5, "collections": ["fingers"]}),
+            json!({"threshold": 0.5, "finger_threshold": "x"}),
             422,
-            "invalid_argument",
+            "invalid_request",
         ),
         (
             json!({"threshold": 0.5, "tile_rows": 0}),
