@@ -418,3 +418,84 @@ fn dedup_jobs_over_the_api() {
         );
     }
 }
+
+#[test]
+fn a_server_killed_mid_job_resumes_it_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("g");
+    synth(&data, 20_000, 64, 0.01);
+    let copy = tmp.path().join("copy");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&data)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let body = json!({"threshold": 0.5, "collections": ["face"], "tile_rows": 512});
+
+    let server = Server::start_in(&data, &[]).unwrap();
+    let (s, job) = server.json("POST", "/v1/jobs/dedup", &body).unwrap();
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_u64().unwrap();
+    let start = Instant::now();
+    while done_tiles(&data) < 40 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, running) = server.get(&format!("/v1/jobs/{id}")).unwrap();
+    assert_eq!(running["state"], "running", "{running}");
+    assert!(running["eta_s"].as_f64().is_some(), "{running}");
+    drop(server); // SIGKILL
+    let killed_at = done_tiles(&data);
+    assert!(killed_at < 820, "{killed_at}");
+
+    let server = Server::start_in(&data, &[]).unwrap();
+    let start = Instant::now();
+    let job = loop {
+        let (_, job) = server.get(&format!("/v1/jobs/{id}")).unwrap();
+        if job["state"] == "done" {
+            break job;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(job["result"]["summary_file"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        summary["tiles_resumed"].as_u64().unwrap() >= killed_at as u64,
+        "{summary}"
+    );
+
+    // The same request on an untouched copy, uninterrupted, by the CLI.
+    let whole = tmp.path().join("whole");
+    run(&[
+        "dedup",
+        "--data",
+        copy.to_str().unwrap(),
+        "--out",
+        whole.to_str().unwrap(),
+        "--threshold",
+        "0.5",
+        "--collections",
+        "face",
+        "--tile-rows",
+        "512",
+        "--json",
+    ]);
+    let resumed = Path::new(job["result"]["out"].as_str().unwrap());
+    for f in ["pairs.jsonl", "clusters.jsonl"] {
+        let (a, b) = (
+            std::fs::read(resumed.join(f)).unwrap(),
+            std::fs::read(whole.join(f)).unwrap(),
+        );
+        assert!(
+            !a.is_empty() && a == b,
+            "{f} differs after the server resumed the job"
+        );
+    }
+}
