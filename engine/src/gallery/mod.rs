@@ -26,6 +26,7 @@
 //! ```text
 //! catalog.sqlite (+ -wal, -shm)   the source of truth
 //! indexes/<collection>/           one flat index per collection
+//! gallery.lock                    held by the process that has it open
 //! ```
 
 mod fingers;
@@ -52,6 +53,9 @@ pub use search::{
     CollectionCheck, CollectionScore, Probe, Search, SubjectHit, TemplateScore, Verification,
 };
 pub use types::*;
+
+/// The lock file an open gallery holds (see [`Gallery::open`]).
+pub const LOCK_FILE: &str = "gallery.lock";
 
 /// Settings of an open gallery.
 #[derive(Clone, Debug)]
@@ -181,6 +185,8 @@ pub struct Gallery {
     readers: Readers,
     report: GalleryOpenReport,
     fingers: fingers::Fingers,
+    /// Holds the directory's exclusive lock while the gallery is open.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -195,8 +201,34 @@ impl std::fmt::Debug for Gallery {
 impl Gallery {
     /// Opens (creating if needed) the gallery in `dir` and reconciles every
     /// index with the catalog (module docs).
+    ///
+    /// One process at a time: the open gallery holds an exclusive lock on
+    /// `dir/gallery.lock` (released when it is dropped or the process
+    /// dies); a second open while it is held is an
+    /// [`Error::InvalidArgument`] naming the directory.
     pub fn open(dir: &Path, options: GalleryOptions) -> Result<Gallery> {
         std::fs::create_dir_all(dir.join("indexes")).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::invalid(
+                    "gallery",
+                    format!(
+                        "{} is in use by another process or handle (it holds {}); stop it first, or use its API",
+                        dir.display(),
+                        lock_path.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
         let catalog_path = dir.join("catalog.sqlite");
         let catalog = Catalog::open(&catalog_path)?;
         let pending = catalog.pending_deletions()?;
@@ -236,6 +268,7 @@ impl Gallery {
             },
             report,
             fingers,
+            _lock: lock,
         };
         Ok(gallery)
     }

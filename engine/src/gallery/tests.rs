@@ -475,3 +475,16 @@ fn searches_during_writes_never_see_part_of_a_subject() {
         assert!(reader.join().unwrap() > 0);
     });
 }
+
+#[test]
+fn one_process_or_handle_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gallery::open(dir.path(), GalleryOptions::default()).unwrap();
+    let err = Gallery::open(dir.path(), GalleryOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { name: "gallery", reason } if reason.contains("in use")),
+        "{err}"
+    );
+    drop(g);
+    Gallery::open(dir.path(), GalleryOptions::default()).unwrap();
+}

@@ -140,6 +140,8 @@ fn synth_then_dedup_finds_every_planted_pair_and_equals_brute_force() {
         sure.len()
     );
 
+    drop(g); // the CLI below opens the directory itself
+
     // Bad input: no gallery, both decisions, an unknown collection.
     let bad = |args: &[&str], needle: &str| {
         let out = biomatch().args(args).output().unwrap();
@@ -437,6 +439,22 @@ fn a_server_killed_mid_job_resumes_it_at_start() {
     let body = json!({"threshold": 0.5, "collections": ["face"], "tile_rows": 512});
 
     let server = Server::start_in(&data, &[]).unwrap();
+    // The CLI refuses a directory a server has open.
+    let out = biomatch()
+        .args([
+            "dedup",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("in use by another process"),
+        "{err}"
+    );
     let (s, job) = server.json("POST", "/v1/jobs/dedup", &body).unwrap();
     assert_eq!(s, 202, "{job}");
     let id = job["id"].as_u64().unwrap();
