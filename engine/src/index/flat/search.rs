@@ -592,12 +592,7 @@ impl FlatSnapshot {
         for &(s, b) in units {
             collector.scan_block(self, &p, &shared, s, b);
         }
-        Ok(collector
-            .states
-            .into_iter()
-            .enumerate()
-            .map(|(q, state)| self.finish(&p, q, state, mode, exact))
-            .collect())
+        Ok(self.finish_all(&p, collector, mode, exact))
     }
 
     fn run(&self, queries: &[f32], mode: Mode) -> Result<Vec<Vec<Hit>>> {
@@ -630,12 +625,16 @@ impl FlatSnapshot {
             )
             .reduce_with(Collector::merge)
             .unwrap_or_else(|| Collector::new(nq, mode, exact, dtype));
-        Ok(collector
-            .states
+        Ok(self.finish_all(&p, collector, mode, exact))
+    }
+
+    /// Every query's hits from a finished scan.
+    fn finish_all(&self, p: &Prepared, c: Collector, mode: Mode, exact: bool) -> Vec<Vec<Hit>> {
+        c.states
             .into_iter()
             .enumerate()
-            .map(|(q, state)| self.finish(&p, q, state, mode, exact))
-            .collect())
+            .map(|(q, state)| self.finish(p, q, state, mode, exact))
+            .collect()
     }
 
     /// Turns one query's merged state into hits with exact scores.
