@@ -22,6 +22,7 @@ pub mod finger;
 pub mod gallery;
 pub mod imaging;
 pub mod index;
+mod rng;
 pub mod storage;
 pub mod vector;
 

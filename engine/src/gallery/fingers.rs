@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::{Gallery, Position, Search};
 use crate::error::{Error, Result};
 use crate::finger::{Encoder, Matcher, MinutiaeRecord, Params, Template, vector};
+use crate::rng::SplitMix;
 use crate::storage::catalog::Catalog;
 use crate::vector::{Dtype, Metric};
 
@@ -373,17 +374,22 @@ impl Gallery {
 mod tests;
 
 impl Gallery {
+    /// `f` on the prepared templates of a minutiae collection (`None` while
+    /// it has none).
+    fn with_table<T>(&self, collection: &str, f: impl FnOnce(&Table) -> T) -> Result<Option<T>> {
+        let id = self.minutiae_collection_id(collection)?;
+        Ok(self.fingers.read().get(&id).map(f))
+    }
+
     /// The fused finger score of subject `a` (catalog id) against subject
     /// `b` in a minutiae collection: `a`'s fingers as probes against `b`'s
     /// templates, as [`Gallery::verify_fingers`] scores them. `None` when
     /// either has no finger there.
     pub fn subject_finger_score(&self, collection: &str, a: u64, b: u64) -> Result<Option<f32>> {
-        let id = self.minutiae_collection_id(collection)?;
-        let tables = self.fingers.read();
-        let Some(table) = tables.get(&id) else {
-            return Ok(None);
-        };
-        Ok(table.subject_score(self.fingers.params, a, b))
+        let params = self.fingers.params;
+        Ok(self
+            .with_table(collection, |t| t.subject_score(params, a, b))?
+            .flatten())
     }
 
     /// Fused finger scores of `count` random pairs of different subjects
@@ -395,30 +401,82 @@ impl Gallery {
         count: usize,
         seed: u64,
     ) -> Result<Vec<f32>> {
-        let id = self.minutiae_collection_id(collection)?;
-        let tables = self.fingers.read();
-        let Some(table) = tables.get(&id) else {
-            return Ok(Vec::new());
-        };
-        let mut subjects: Vec<u64> = table.by_subject.keys().copied().collect();
-        subjects.sort_unstable();
-        if subjects.len() < 2 {
-            return Ok(Vec::new());
-        }
-        let n = subjects.len() as u64;
-        let mut state = seed;
-        let mut next = move || splitmix(&mut state) % n;
-        let pairs: Vec<(u64, u64)> = (0..count)
-            .map(|_| {
-                let a = next();
-                let b = (a + 1 + next() % (n - 1)) % n;
-                (subjects[a as usize], subjects[b as usize])
-            })
-            .collect();
-        Ok(pairs
-            .par_iter()
-            .filter_map(|&(a, b)| table.subject_score(self.fingers.params, a, b))
-            .collect())
+        let params = self.fingers.params;
+        Ok(self
+            .with_table(collection, |table| {
+                let mut subjects: Vec<u64> = table.by_subject.keys().copied().collect();
+                subjects.sort_unstable();
+                let n = subjects.len() as u64;
+                if n < 2 {
+                    return Vec::new();
+                }
+                let mut rng = SplitMix::new(seed);
+                let pairs: Vec<(u64, u64)> = (0..count)
+                    .map(|_| {
+                        let a = rng.below(n);
+                        let b = (a + 1 + rng.below(n - 1)) % n;
+                        (subjects[a as usize], subjects[b as usize])
+                    })
+                    .collect();
+                pairs
+                    .par_iter()
+                    .filter_map(|&(a, b)| table.subject_score(params, a, b))
+                    .collect()
+            })?
+            .unwrap_or_default())
+    }
+
+    /// The minutiae score of two templates of a minutiae collection;
+    /// `None` if either is not (or no longer) there or their positions are
+    /// incompatible (two different known fingers).
+    pub fn finger_template_score(&self, collection: &str, a: u64, b: u64) -> Result<Option<f32>> {
+        let params = self.fingers.params;
+        Ok(self
+            .with_table(collection, |table| {
+                let (ea, eb) = (table.entries.get(&a)?, table.entries.get(&b)?);
+                compatible(ea.position, eb.position)
+                    .then(|| Matcher::new(params).score(&ea.template, &eb.template))
+            })?
+            .flatten())
+    }
+
+    /// Minutiae scores of `count` random pairs of templates of different
+    /// subjects at compatible positions (an impostor sample of
+    /// [`Gallery::finger_template_score`]). Seeded; gives up after
+    /// `64 · count` draws.
+    pub fn sample_finger_template_scores(
+        &self,
+        collection: &str,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let params = self.fingers.params;
+        Ok(self
+            .with_table(collection, |table| {
+                let mut ids: Vec<u64> = table.entries.keys().copied().collect();
+                ids.sort_unstable();
+                let n = ids.len() as u64;
+                if n < 2 {
+                    return Vec::new();
+                }
+                let mut rng = SplitMix::new(seed);
+                let mut pairs = Vec::with_capacity(count);
+                for _ in 0..count.saturating_mul(64) {
+                    if pairs.len() == count {
+                        break;
+                    }
+                    let a = &table.entries[&ids[rng.below(n) as usize]];
+                    let b = &table.entries[&ids[rng.below(n) as usize]];
+                    if a.subject_id != b.subject_id && compatible(a.position, b.position) {
+                        pairs.push((Arc::clone(&a.template), Arc::clone(&b.template)));
+                    }
+                }
+                pairs
+                    .par_iter()
+                    .map_init(|| Matcher::new(params), |m, (a, b)| m.score(a, b))
+                    .collect()
+            })?
+            .unwrap_or_default())
     }
 }
 
@@ -442,76 +500,4 @@ impl Table {
         let mut m = Matcher::new(params);
         Some(fused(&self.score_subject(&mut m, b, &probes)))
     }
-}
-
-impl Gallery {
-    /// The minutiae score of two templates of a minutiae collection;
-    /// `None` if either is not (or no longer) there or their positions are
-    /// incompatible (two different known fingers).
-    pub fn finger_template_score(&self, collection: &str, a: u64, b: u64) -> Result<Option<f32>> {
-        let id = self.minutiae_collection_id(collection)?;
-        let tables = self.fingers.read();
-        let Some(table) = tables.get(&id) else {
-            return Ok(None);
-        };
-        let (Some(ea), Some(eb)) = (table.entries.get(&a), table.entries.get(&b)) else {
-            return Ok(None);
-        };
-        if !compatible(ea.position, eb.position) {
-            return Ok(None);
-        }
-        let mut m = Matcher::new(self.fingers.params);
-        Ok(Some(m.score(&ea.template, &eb.template)))
-    }
-
-    /// Minutiae scores of `count` random pairs of templates of different
-    /// subjects at compatible positions (an impostor sample of
-    /// [`Gallery::finger_template_score`]). Seeded.
-    pub fn sample_finger_template_scores(
-        &self,
-        collection: &str,
-        count: usize,
-        seed: u64,
-    ) -> Result<Vec<f32>> {
-        let id = self.minutiae_collection_id(collection)?;
-        let tables = self.fingers.read();
-        let Some(table) = tables.get(&id) else {
-            return Ok(Vec::new());
-        };
-        let mut ids: Vec<u64> = table.entries.keys().copied().collect();
-        ids.sort_unstable();
-        if ids.len() < 2 {
-            return Ok(Vec::new());
-        }
-        let n = ids.len() as u64;
-        let mut state = seed;
-        let mut next = move || splitmix(&mut state) % n;
-        let mut pairs = Vec::with_capacity(count);
-        for _ in 0..count.saturating_mul(64) {
-            if pairs.len() == count {
-                break;
-            }
-            let (a, b) = (
-                &table.entries[&ids[next() as usize]],
-                &table.entries[&ids[next() as usize]],
-            );
-            if a.subject_id != b.subject_id && compatible(a.position, b.position) {
-                pairs.push((Arc::clone(&a.template), Arc::clone(&b.template)));
-            }
-        }
-        let params = self.fingers.params;
-        Ok(pairs
-            .par_iter()
-            .map_init(|| Matcher::new(params), |m, (a, b)| m.score(a, b))
-            .collect())
-    }
-}
-
-/// SplitMix64: the seeded draws of the impostor samples.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -21,6 +21,7 @@ use std::ops::RangeInclusive;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::rng::SplitMix;
 use crate::vector::{BLOCK_ROWS, Metric};
 
 use super::FlatSnapshot;
@@ -51,30 +52,6 @@ pub struct Join {
     pub pairs: Vec<JoinPair>,
     /// Distinct row pairs compared (`a < b`, both live and in range).
     pub comparisons: u64,
-}
-
-/// A small seeded generator (SplitMix64) for sampling rows.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), by rejection.
-    fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let x = self.next();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
 }
 
 impl FlatSnapshot {
@@ -272,7 +249,7 @@ impl FlatSnapshot {
             unreachable!("row below the total")
         };
         let dim = self.config.dim;
-        let mut rng = SplitMix(seed);
+        let mut rng = SplitMix::new(seed);
         let (mut x, mut y) = (vec![0.0f32; dim], vec![0.0f32; dim]);
         let mut out = Vec::with_capacity(count);
         let mut draws = 0usize;
