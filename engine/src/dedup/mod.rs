@@ -69,7 +69,7 @@ use crate::gallery::Gallery;
 use crate::storage::catalog::Catalog;
 use crate::storage::jobs::{JobRecord, JobState, KeptPair, TilePair};
 
-pub use plan::{CollectionPlan, ImpostorStats, PREFILTER_FMR, ThresholdMethod};
+pub use plan::{Bins, CollectionPlan, ImpostorStats, PREFILTER_FMR, ThresholdMethod};
 pub use report::{CollectionSummary, Histogram, ModalityScore, SubjectPair, Summary};
 
 /// Job kind in the catalog.

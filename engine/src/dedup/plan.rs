@@ -53,6 +53,37 @@ pub struct ImpostorStats {
     pub sd: f64,
 }
 
+/// Bins in a histogram.
+const BINS: usize = 40;
+
+/// Counts of scores in [`BINS`] equal bins over `[lo, hi]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bins {
+    /// Lower edge of the first bin (the smallest score).
+    pub lo: f32,
+    /// Upper edge of the last bin (the largest score).
+    pub hi: f32,
+    /// Scores per bin (empty for no scores).
+    pub counts: Vec<u64>,
+}
+
+impl Bins {
+    /// The histogram of `scores`.
+    pub fn of(scores: &[f32]) -> Bins {
+        let lo = scores.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+        let hi = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        if !lo.is_finite() || !hi.is_finite() {
+            return Bins::default();
+        }
+        let width = ((hi - lo) / BINS as f32).max(f32::MIN_POSITIVE);
+        let mut counts = vec![0u64; BINS];
+        for &x in scores {
+            counts[(((x - lo) / width) as usize).min(BINS - 1)] += 1;
+        }
+        Bins { lo, hi, counts }
+    }
+}
+
 /// The plan for one collection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CollectionPlan {
@@ -70,6 +101,9 @@ pub struct CollectionPlan {
     pub method: ThresholdMethod,
     /// Impostor statistics (fusion's z-scores use them).
     pub impostor: ImpostorStats,
+    /// Histogram of the sampled impostor scores (for the summary).
+    #[serde(default)]
+    pub impostor_histogram: Bins,
     /// First template id of every tile.
     pub tile_starts: Vec<u64>,
     /// Templates per tile (rounded up to whole blocks).
@@ -170,6 +204,7 @@ pub(super) fn plan(
             (sample(count), None)
         };
         let impostor = stats(&scores);
+        let impostor_histogram = Bins::of(&scores);
         // Minutiae scores live on their own scale: a raw threshold is for
         // the vector collections; fingers take `finger_threshold`, else
         // the FMR (1e-5 with a raw threshold).
@@ -208,6 +243,7 @@ pub(super) fn plan(
             threshold,
             method,
             impostor,
+            impostor_histogram,
             tile_starts: index.tile_starts(request.tile_rows),
             tile_rows: request.tile_rows,
             prefilter,

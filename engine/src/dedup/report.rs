@@ -22,12 +22,9 @@ use crate::gallery::{Gallery, is_minutiae};
 use crate::storage::catalog::Catalog;
 use crate::storage::fs::AtomicFile;
 
-use super::{CollectionPlan, ImpostorStats, JobParams, ScanStats};
+use super::{Bins, CollectionPlan, ImpostorStats, JobParams, ScanStats};
 
-/// Histogram bins in the summary.
-const BINS: usize = 40;
-/// Impostor pairs sampled per minutiae collection for its z-scores (of
-/// subjects) and its histogram (of templates).
+/// Subject pairs sampled per minutiae collection for its z-scores.
 const FINGER_SAMPLES: usize = 20_000;
 
 /// One collection's part of a reported pair.
@@ -70,22 +67,18 @@ pub struct CollectionSummary {
     pub impostor: ImpostorStats,
     /// Template pairs kept by the scan.
     pub kept_template_pairs: usize,
-    /// Score histogram: `BINS` equal bins over `[lo, hi]` of the sampled
-    /// impostor scores and of the kept pairs' scores.
+    /// Score histograms of the sampled impostor pairs (made when the job
+    /// was planned) and of the kept pairs.
     pub histogram: Histogram,
 }
 
-/// Counts of scores in equal bins.
+/// The two score histograms of a collection.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Histogram {
-    /// Lower edge of the first bin.
-    pub lo: f32,
-    /// Upper edge of the last bin.
-    pub hi: f32,
-    /// Sampled impostor pairs per bin.
-    pub impostor: Vec<u64>,
-    /// Kept template pairs per bin.
-    pub kept: Vec<u64>,
+    /// Sampled impostor pairs.
+    pub impostor: Bins,
+    /// Kept template pairs.
+    pub kept: Bins,
 }
 
 /// `summary.json`.
@@ -296,30 +289,21 @@ pub(super) fn finish(
         .plan
         .iter()
         .map(|plan| {
-            let (_, index) = snapshot.collection(&plan.name)?;
-            let impostor_scores: Vec<f32> = match plan.prefilter {
-                None => index.sample_pair_scores(
-                    plan.impostor.samples.min(200_000),
-                    0x0DED_0000 ^ (plan.id << 32),
-                ),
-                Some(_) => gallery.sample_finger_template_scores(
-                    &plan.name,
-                    FINGER_SAMPLES,
-                    0x0DED_F000 ^ plan.id,
-                )?,
-            };
             let kept = kept_scores.get(&plan.id).map_or(&[][..], Vec::as_slice);
-            Ok(CollectionSummary {
+            CollectionSummary {
                 name: plan.name.clone(),
                 modality: plan.modality.clone(),
                 threshold: Some(plan.threshold),
                 method: Some(plan.method),
                 impostor: plan.impostor,
                 kept_template_pairs: kept.len(),
-                histogram: histogram(&impostor_scores, kept),
-            })
+                histogram: Histogram {
+                    impostor: plan.impostor_histogram.clone(),
+                    kept: Bins::of(kept),
+                },
+            }
         })
-        .collect::<Result<_>>()?;
+        .collect();
     for (name, st) in finger_stats {
         if params.plan.iter().any(|p| p.name == name) {
             continue;
@@ -400,29 +384,6 @@ fn clusters(pairs: &[SubjectPair]) -> Vec<(f64, Vec<String>, usize)> {
             .then_with(|| x.1.cmp(&y.1))
     });
     out
-}
-
-fn histogram(impostor: &[f32], kept: &[f32]) -> Histogram {
-    let all = impostor.iter().chain(kept);
-    let lo = all.clone().fold(f32::INFINITY, |m, &x| m.min(x));
-    let hi = all.fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    if !lo.is_finite() || !hi.is_finite() {
-        return Histogram::default();
-    }
-    let width = ((hi - lo) / BINS as f32).max(f32::MIN_POSITIVE);
-    let count = |xs: &[f32]| {
-        let mut bins = vec![0u64; BINS];
-        for &x in xs {
-            bins[(((x - lo) / width) as usize).min(BINS - 1)] += 1;
-        }
-        bins
-    };
-    Histogram {
-        lo,
-        hi,
-        impostor: count(impostor),
-        kept: count(kept),
-    }
 }
 
 fn write_jsonl<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> Result<()> {

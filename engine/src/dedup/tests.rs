@@ -216,6 +216,24 @@ fn a_job_finds_exactly_the_brute_force_pairs_and_fuses_collections() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["pairs"], pairs.len());
     assert_eq!(s["collections"][0]["method"], "given");
+    for c in s["collections"].as_array().unwrap() {
+        let total = |b: &serde_json::Value| {
+            b["counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(
+            total(&c["histogram"]["impostor"]),
+            c["impostor"]["samples"].as_u64().unwrap()
+        );
+        assert_eq!(
+            total(&c["histogram"]["kept"]),
+            c["kept_template_pairs"].as_u64().unwrap()
+        );
+    }
     let job = job(&g, id).unwrap().unwrap().0;
     assert_eq!((job.state, job.progress), (JobState::Done, 1.0));
     // A finished job does not run again; the same request is a new job.
