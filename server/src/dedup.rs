@@ -154,21 +154,8 @@ pub fn open_existing(data: &std::path::Path) -> Result<Gallery> {
         .with_context(|| format!("opening the gallery in {}", data.display()))
 }
 
-/// The request `args` ask for on `gallery`.
-pub fn request(gallery: &Gallery, args: &DedupArgs) -> DedupRequest {
-    let largest = gallery
-        .snapshot()
-        .collections()
-        .map(|c| c.spec.name.clone())
-        .filter_map(|name| {
-            gallery
-                .snapshot()
-                .collection(&name)
-                .ok()
-                .map(|(_, i)| i.len())
-        })
-        .max()
-        .unwrap_or(0);
+/// The request `args` ask for.
+pub fn request(args: &DedupArgs) -> DedupRequest {
     let (threshold, fmr) = match (args.threshold, args.fmr) {
         (Some(t), _) => (Some(t), None),
         (None, f) => (None, Some(f.unwrap_or(1e-5))),
@@ -178,9 +165,7 @@ pub fn request(gallery: &Gallery, args: &DedupArgs) -> DedupRequest {
         threshold,
         fmr,
         finger_threshold: args.finger_threshold,
-        tile_rows: args
-            .tile_rows
-            .unwrap_or_else(|| DedupRequest::default_tile_rows(largest)),
+        tile_rows: args.tile_rows,
         out: std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone()),
     }
 }
@@ -189,7 +174,7 @@ pub fn request(gallery: &Gallery, args: &DedupArgs) -> DedupRequest {
 /// starts one, and runs it to the end.
 pub fn run(args: &DedupArgs) -> Result<Summary> {
     let gallery = open_existing(&args.data)?;
-    let request = request(&gallery, args);
+    let request = request(args);
     let (pool, threads) = search_pool(args.threads)?;
     let id = match dedup::find_unfinished(&gallery, &request)? {
         Some(id) => {

@@ -94,8 +94,9 @@ pub struct DedupRequest {
     /// one estimated for `fmr`, or for 1e-5 when `threshold` is given).
     #[serde(default)]
     pub finger_threshold: Option<f32>,
-    /// Templates per tile.
-    pub tile_rows: usize,
+    /// Templates per tile (default: [`DedupRequest::default_tile_rows`] of
+    /// each collection's size).
+    pub tile_rows: Option<usize>,
     /// Output directory.
     pub out: PathBuf,
 }
@@ -137,7 +138,7 @@ impl DedupRequest {
                 format!("{t} is not a finite number"),
             ));
         }
-        if self.tile_rows == 0 {
+        if self.tile_rows == Some(0) {
             return Err(Error::invalid("tile_rows", "must be positive"));
         }
         Ok(())

@@ -205,6 +205,9 @@ pub(super) fn plan(
         };
         let impostor = stats(&scores);
         let impostor_histogram = Bins::of(&scores);
+        let tile_rows = request
+            .tile_rows
+            .unwrap_or_else(|| DedupRequest::default_tile_rows(index.len()));
         // Minutiae scores live on their own scale: a raw threshold is for
         // the vector collections; fingers take `finger_threshold`, else
         // the FMR (1e-5 with a raw threshold).
@@ -244,8 +247,8 @@ pub(super) fn plan(
             method,
             impostor,
             impostor_histogram,
-            tile_starts: index.tile_starts(request.tile_rows),
-            tile_rows: request.tile_rows,
+            tile_starts: index.tile_starts(tile_rows),
+            tile_rows,
             prefilter,
             last_id: index.last_id().unwrap_or(0),
         });

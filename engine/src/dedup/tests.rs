@@ -93,7 +93,7 @@ fn request(out: &Path) -> DedupRequest {
         threshold: Some(0.75),
         fmr: None,
         finger_threshold: None,
-        tile_rows: 256,
+        tile_rows: Some(256),
         out: out.to_path_buf(),
     }
 }
@@ -385,7 +385,7 @@ fn fmr_thresholds_are_estimated_and_bad_requests_refused() {
         Error::InvalidArgument { .. }
     ));
     assert!(matches!(
-        bad(&|r| r.tile_rows = 0),
+        bad(&|r| r.tile_rows = Some(0)),
         Error::InvalidArgument {
             name: "tile_rows",
             ..

@@ -155,14 +155,6 @@ impl Jobs {
 
     /// Plans and queues a job (blocking: sampling takes a moment).
     fn create(&self, body: &DedupBody) -> Result<u64, ApiError> {
-        let largest = self
-            .gallery
-            .counts()
-            .templates
-            .iter()
-            .map(|&(_, n)| n as usize)
-            .max()
-            .unwrap_or(0);
         let (threshold, fmr) = match (body.threshold, body.fmr) {
             (None, None) => (None, Some(1e-5)),
             (t, f) => (t, f),
@@ -175,9 +167,7 @@ impl Jobs {
             threshold,
             fmr,
             finger_threshold: body.finger_threshold,
-            tile_rows: body
-                .tile_rows
-                .unwrap_or_else(|| DedupRequest::default_tile_rows(largest)),
+            tile_rows: body.tile_rows,
             out: self.out_root.join(format!("dedup-{stamp}")),
         };
         let id = self

@@ -239,7 +239,7 @@ pub fn run(args: &DedupBenchArgs) -> Result<DedupBenchReport> {
             threshold,
             fmr: threshold.is_none().then_some(args.fmr),
             finger_threshold: None,
-            tile_rows: DedupRequest::default_tile_rows(args.subjects),
+            tile_rows: None,
             out: out.clone(),
         };
         let summary = pool.install(|| -> Result<_> {
