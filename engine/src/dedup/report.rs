@@ -213,35 +213,40 @@ pub(super) fn finish(
             continue; // deleted since the scan
         };
         let mut modalities = BTreeMap::new();
-        let record_a = gallery.get(name_a)?;
-        let record_b = gallery.get(name_b)?;
+        // Read from the catalog only if a collection needs scoring.
+        let mut records = None;
         // Vector collections here; minutiae collections below.
         for plan in params.plan.iter().filter(|p| p.prefilter.is_none()) {
             let score = match scores.get(&plan.id) {
                 Some(&s) => Some(s),
                 // Not kept in this collection: score both subjects' templates.
-                None => match (&record_a, &record_b) {
-                    (Some(ra), Some(rb)) => {
-                        let (_, index) = snapshot.collection(&plan.name)?;
-                        let ids_b: Vec<u64> = rb
-                            .templates
-                            .iter()
-                            .filter(|t| t.collection == plan.name)
-                            .map(|t| t.id)
-                            .collect();
-                        let mut s_best: Option<f32> = None;
-                        for t in ra.templates.iter().filter(|t| t.collection == plan.name) {
-                            let Some(v) = index.get(t.id) else { continue };
-                            for hit in index.score(&v, &ids_b)?.into_iter().flatten() {
-                                if s_best.is_none_or(|s| better(plan, hit.score, s)) {
-                                    s_best = Some(hit.score);
+                None => {
+                    let (ra, rb) = match &records {
+                        Some(r) => r,
+                        None => records.insert((gallery.get(name_a)?, gallery.get(name_b)?)),
+                    };
+                    match (ra, rb) {
+                        (Some(ra), Some(rb)) => {
+                            let (_, index) = snapshot.collection(&plan.name)?;
+                            let ids_b: Vec<u64> = rb
+                                .templates
+                                .iter()
+                                .filter(|t| t.collection == plan.name)
+                                .map(|t| t.id)
+                                .collect();
+                            let mut s_best: Option<f32> = None;
+                            for t in ra.templates.iter().filter(|t| t.collection == plan.name) {
+                                for hit in index.score(&t.vector, &ids_b)?.into_iter().flatten() {
+                                    if s_best.is_none_or(|s| better(plan, hit.score, s)) {
+                                        s_best = Some(hit.score);
+                                    }
                                 }
                             }
+                            s_best
                         }
-                        s_best
+                        _ => None,
                     }
-                    _ => None,
-                },
+                }
             };
             if let Some(score) = score {
                 modalities.insert(

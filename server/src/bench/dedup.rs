@@ -230,9 +230,11 @@ pub fn run(args: &DedupBenchArgs) -> Result<DedupBenchReport> {
     let mut rounds = Vec::new();
     let mut threshold = None;
     let mut faiss_version = None;
+    let mut int8_instruction = "";
     let mut found = std::collections::BTreeSet::new();
     for r in 0..args.rounds.max(1) {
         let peak = pool.install(|| probe::int8_mac_peak(Duration::from_millis(500)));
+        int8_instruction = peak.instruction;
         let out = work.path().join(format!("round-{r}"));
         let request = DedupRequest {
             collections: vec![synth_gallery::COLLECTION.into()],
@@ -299,7 +301,7 @@ pub fn run(args: &DedupBenchArgs) -> Result<DedupBenchReport> {
         cpu: cpu_model(),
         threads,
         simd_backend: biomatch_engine::vector::backend_name(),
-        int8_instruction: probe::int8_mac_peak(Duration::from_millis(1)).instruction,
+        int8_instruction,
         templates: gallery
             .snapshot()
             .collection(synth_gallery::COLLECTION)?
