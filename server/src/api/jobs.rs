@@ -94,7 +94,9 @@ impl Jobs {
         let pool = builder.build().context("starting the job threads")?;
         let (tx, rx) = crossbeam_channel::unbounded::<u64>();
         let jobs = Arc::new(Jobs {
-            out_root: gallery.dir().join("jobs"),
+            // Absolute, so that results name the files wherever the client is.
+            out_root: std::path::absolute(gallery.dir().join("jobs"))
+                .context("resolving the jobs directory")?,
             gallery,
             pool: Arc::new(pool),
             queue: tx,
