@@ -136,6 +136,134 @@ impl ScoreSets {
     }
 }
 
+/// One point of a DET / ROC curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DetPoint {
+    /// Accept when `score >= threshold`.
+    pub threshold: f32,
+    /// False match rate there.
+    pub fmr: f64,
+    /// False non-match rate there (1 − TAR).
+    pub fnmr: f64,
+}
+
+/// A histogram of scores over `[lo, hi)` in equal bins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Lower edge of the first bin.
+    pub lo: f32,
+    /// Upper edge of the last bin.
+    pub hi: f32,
+    /// Scores per bin (the last bin also holds `hi`).
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// Counts `scores` into `bins` bins over `[lo, hi]`; scores outside are clamped into the end bins.
+    pub fn new(scores: &[f32], lo: f32, hi: f32, bins: usize) -> Histogram {
+        let bins = bins.max(1);
+        let mut counts = vec![0u64; bins];
+        let width = (hi - lo).max(f32::MIN_POSITIVE);
+        for &s in scores {
+            let b = (((s - lo) / width) * bins as f32).floor();
+            counts[(b.max(0.0) as usize).min(bins - 1)] += 1;
+        }
+        Histogram { lo, hi, counts }
+    }
+}
+
+/// A threshold for a target FMR, measured or extrapolated.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Calibrated {
+    /// Target FMR.
+    pub fmr: f64,
+    /// Accept when `score >= threshold`.
+    pub threshold: f32,
+    /// `false`: the empirical quantile (at least [`MIN_TAIL`] impostor
+    /// scores at or above it); `true`: extrapolated from the tail fit.
+    pub extrapolated: bool,
+}
+
+/// Impostor scores a measured threshold must have at or above it; rarer
+/// targets are extrapolated.
+pub const MIN_TAIL: usize = 10;
+
+/// How [`ScoreSets::calibrate`] extrapolates, for reports and manifests.
+pub const TAIL_METHOD: &str = "peaks over threshold: exponential fit (mean excess) of the top 1 % of \
+     impostor scores (at most 1000, at least 50)";
+
+impl ScoreSets {
+    /// The DET curve: every threshold where a rate changes, thinned to at
+    /// most `max_points` spread evenly in log(FMR) (both ends kept).
+    pub fn det(&self, max_points: usize) -> Vec<DetPoint> {
+        let points: Vec<DetPoint> = self
+            .thresholds()
+            .into_iter()
+            .map(|t| DetPoint {
+                threshold: t,
+                fmr: self.fmr(t),
+                fnmr: self.fnmr(t),
+            })
+            .collect();
+        if points.len() <= max_points.max(2) {
+            return points;
+        }
+        let floor = 0.5 / self.impostor.len().max(1) as f64;
+        let log = |p: &DetPoint| p.fmr.max(floor).log10();
+        let (hi, lo) = (log(&points[0]), log(&points[points.len() - 1]));
+        let step = (hi - lo) / (max_points - 1) as f64;
+        let mut kept = vec![points[0]];
+        let mut next = hi - step;
+        for p in &points[1..points.len() - 1] {
+            if log(p) <= next {
+                kept.push(*p);
+                while next >= log(p) {
+                    next -= step;
+                }
+            }
+        }
+        kept.push(points[points.len() - 1]);
+        kept
+    }
+
+    /// Thresholds for each target FMR: the empirical quantile where at
+    /// least [`MIN_TAIL`] impostor scores reach it, else an extrapolation
+    /// of the impostor tail ([`TAIL_METHOD`]; needs ≥ 50 impostor scores).
+    /// The exponential tail falls slower than a normal one, so on light
+    /// tails the extrapolated thresholds err high (a lower real FMR).
+    pub fn calibrate(&self, targets: &[f64]) -> Vec<Calibrated> {
+        let n = self.impostor.len();
+        targets
+            .iter()
+            .filter_map(|&fmr| {
+                if fmr * n as f64 >= MIN_TAIL as f64 {
+                    let at = self.fnmr_at_fmr(fmr);
+                    return Some(Calibrated {
+                        fmr,
+                        threshold: at.threshold,
+                        extrapolated: false,
+                    });
+                }
+                let k = (n / 100).clamp(50, 1000);
+                if n < k {
+                    return None;
+                }
+                // Exceedances over u, the k-th highest impostor score.
+                let top = &self.impostor[n - k..];
+                let u = top[0] as f64;
+                let beta = top.iter().map(|&s| s as f64 - u).sum::<f64>() / (k - 1) as f64;
+                let p_u = k as f64 / n as f64;
+                let t = u + beta.max(1e-9) * (p_u / fmr).ln();
+                Some(Calibrated {
+                    fmr,
+                    threshold: t as f32,
+                    extrapolated: true,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +310,53 @@ mod tests {
         let at = s.fnmr_at_fmr(0.001);
         assert!((at.threshold - 0.999).abs() < 1e-6, "{at:?}");
         assert!((at.fnmr - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn det_curve_is_monotone_thinned_and_keeps_its_ends() {
+        let impostor: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        let genuine: Vec<f32> = (0..1000).map(|i| 0.5 + i as f32 / 2000.0).collect();
+        let s = ScoreSets::new(genuine, impostor);
+        let det = s.det(50);
+        assert!(det.len() <= 50 && det.len() > 20, "{}", det.len());
+        assert_eq!((det[0].fmr, det[0].fnmr), (1.0, 0.0));
+        assert_eq!(det.last().unwrap().fmr, 0.0);
+        for w in det.windows(2) {
+            assert!(w[1].threshold > w[0].threshold);
+            assert!(w[1].fmr <= w[0].fmr && w[1].fnmr >= w[0].fnmr);
+        }
+        // Every point is exact.
+        for p in &det {
+            assert_eq!((p.fmr, p.fnmr), (s.fmr(p.threshold), s.fnmr(p.threshold)));
+        }
+    }
+
+    #[test]
+    fn histogram_counts_every_score_once() {
+        let h = Histogram::new(&[-2.0, 0.0, 0.1, 0.5, 0.99, 1.0, 3.0], 0.0, 1.0, 4);
+        assert_eq!(h.counts, vec![3, 0, 1, 3]);
+    }
+
+    #[test]
+    fn calibration_is_empirical_where_it_can_be_and_extrapolates_an_exponential_tail() {
+        // Impostors with an exact exponential tail: P(S ≥ t) = e^{-t/0.05}.
+        let n = 100_000;
+        let impostor: Vec<f32> = (0..n)
+            .map(|i| (-0.05 * (1.0 - (i as f64 + 0.5) / n as f64).ln()) as f32)
+            .collect();
+        let s = ScoreSets::new(vec![1.0], impostor);
+        let c = s.calibrate(&[1e-2, 1e-4, 1e-6]);
+        assert_eq!(c.len(), 3);
+        assert!(!c[0].extrapolated && !c[1].extrapolated && c[2].extrapolated);
+        for (at, fmr) in c.iter().zip([1e-2f64, 1e-4, 1e-6]) {
+            let exact = -0.05 * fmr.ln();
+            assert!(
+                (at.threshold as f64 - exact).abs() < 0.01,
+                "{at:?} vs {exact}"
+            );
+        }
+        // Too few impostors to fit a tail: the rare target is left out.
+        let s = ScoreSets::new(vec![1.0], vec![0.1; 20]);
+        assert!(s.calibrate(&[1e-4]).is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! Labeled Faces in the Wild: the View-2 protocol (`pairs.txt`, 10 folds ×
-//! 300 genuine + 300 impostor pairs) over `images/NAME/NAME_NNNN.jpg`.
+//! Labeled Faces in the Wild over `images/NAME/NAME_NNNN.jpg`: the View-2
+//! pairs protocol ([`Lfw`]: `pairs.txt`, 10 folds × 300 genuine + 300
+//! impostor pairs) and an open-set 1:N protocol ([`Lfw1N`]).
 
 use std::path::{Path, PathBuf};
 
@@ -126,5 +127,102 @@ impl Lfw {
             protocol_pairs: folds * per_class * 2,
             missing,
         })
+    }
+}
+
+/// The 1:N protocol: every identity with at least two images enrols its
+/// first (by file name) and searches with the others (mated searches);
+/// identities with one image are enrolled as distractors. Each probe also
+/// makes a non-mated search: against the gallery without its mate.
+#[derive(Debug, Clone)]
+pub struct Lfw1N {
+    /// Every image, sorted by path.
+    pub images: Vec<PathBuf>,
+    /// Identity name of each image.
+    pub identity: Vec<String>,
+    /// Enrolled images (indices into `images`), one per identity.
+    pub gallery: Vec<usize>,
+    /// Probes: (image, position of its mate in `gallery`).
+    pub probes: Vec<(usize, usize)>,
+}
+
+impl Lfw1N {
+    /// Lists `root/images/NAME/*.jpg`.
+    pub fn load(root: &Path) -> Result<Lfw1N> {
+        let dir = root.join("images");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {}", dir.display()))?;
+        names.retain(|p| p.is_dir());
+        names.sort();
+        let mut out = Lfw1N {
+            images: Vec::new(),
+            identity: Vec::new(),
+            gallery: Vec::new(),
+            probes: Vec::new(),
+        };
+        for person in names {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&person)
+                .with_context(|| format!("reading {}", person.display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("reading {}", person.display()))?;
+            files.retain(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")));
+            files.sort();
+            let name = person
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for (i, file) in files.into_iter().enumerate() {
+                let image = out.images.len();
+                out.images.push(file);
+                out.identity.push(name.clone());
+                if i == 0 {
+                    out.gallery.push(image);
+                } else {
+                    out.probes.push((image, out.gallery.len() - 1));
+                }
+            }
+        }
+        ensure!(
+            !out.probes.is_empty(),
+            "no identity under {} has two images",
+            dir.display()
+        );
+        Ok(out)
+    }
+
+    /// Enrolled identities with at least one probe.
+    pub fn mated_identities(&self) -> usize {
+        let mut seen: Vec<usize> = self.probes.iter().map(|p| p.1).collect();
+        seen.dedup();
+        seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_1n_protocol_enrols_one_image_per_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, n) in [("Ann", 3), ("Bob", 1), ("Cy", 2)] {
+            let d = dir.path().join("images").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 1..=n {
+                std::fs::write(d.join(format!("{name}_{i:04}.jpg")), b"x").unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("images/Ann/notes.txt"), b"x").unwrap();
+        let p = Lfw1N::load(dir.path()).unwrap();
+        assert_eq!(p.images.len(), 6);
+        assert_eq!(p.gallery, vec![0, 3, 4]);
+        assert_eq!(p.probes, vec![(1, 0), (2, 0), (5, 2)]);
+        assert_eq!(p.mated_identities(), 2);
+        assert_eq!(p.identity[5], "Cy");
+        assert!(p.images[0].ends_with("Ann/Ann_0001.jpg"));
     }
 }
