@@ -195,34 +195,59 @@ pub const TAIL_METHOD: &str = "peaks over threshold: exponential fit (mean exces
 impl ScoreSets {
     /// The DET curve: every threshold where a rate changes, thinned to at
     /// most `max_points` spread evenly in log(FMR) (both ends kept).
+    /// Streams over the sorted scores: memory is the curve's, not the scores'.
     pub fn det(&self, max_points: usize) -> Vec<DetPoint> {
-        let points: Vec<DetPoint> = self
-            .thresholds()
-            .into_iter()
-            .map(|t| DetPoint {
-                threshold: t,
-                fmr: self.fmr(t),
-                fnmr: self.fnmr(t),
-            })
-            .collect();
-        if points.len() <= max_points.max(2) {
-            return points;
-        }
-        let floor = 0.5 / self.impostor.len().max(1) as f64;
+        let (g, i) = (&self.genuine, &self.impostor);
+        let point = |t: f32, below_g: usize, below_i: usize| DetPoint {
+            threshold: t,
+            fmr: (i.len() - below_i) as f64 / i.len().max(1) as f64,
+            fnmr: below_g as f64 / g.len().max(1) as f64,
+        };
+        let floor = 0.5 / i.len().max(1) as f64;
         let log = |p: &DetPoint| p.fmr.max(floor).log10();
-        let (hi, lo) = (log(&points[0]), log(&points[points.len() - 1]));
-        let step = (hi - lo) / (max_points - 1) as f64;
-        let mut kept = vec![points[0]];
-        let mut next = hi - step;
-        for p in &points[1..points.len() - 1] {
-            if log(p) <= next {
-                kept.push(*p);
-                while next >= log(p) {
+        let step = -floor.log10() / max_points.saturating_sub(2).max(1) as f64;
+        let mut kept: Vec<DetPoint> = Vec::new();
+        let mut next = 0.0;
+        let (mut a, mut b) = (0, 0);
+        // Thresholds ascending: each distinct score, then one above all.
+        loop {
+            let t = match (g.get(a), i.get(b)) {
+                (Some(&x), Some(&y)) => x.min(y),
+                (Some(&x), None) => x,
+                (None, Some(&y)) => y,
+                (None, None) => break,
+            };
+            let p = point(t, a, b);
+            if kept.is_empty() || log(&p) <= next {
+                kept.push(p);
+                while next >= log(&p) {
                     next -= step;
                 }
             }
+            while g.get(a).is_some_and(|&x| x <= t) {
+                a += 1;
+            }
+            while i.get(b).is_some_and(|&y| y <= t) {
+                b += 1;
+            }
         }
-        kept.push(points[points.len() - 1]);
+        let last = g
+            .last()
+            .into_iter()
+            .chain(i.last())
+            .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let end = point(
+            if last.is_finite() {
+                last.next_up()
+            } else {
+                1.0
+            },
+            a,
+            b,
+        );
+        if kept.last() != Some(&end) {
+            kept.push(end);
+        }
         kept
     }
 

@@ -179,6 +179,29 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
+/// The synthetic face model on its own: captures of numbered identities,
+/// for evaluations that need vectors rather than a gallery.
+#[derive(Debug, Clone)]
+pub struct SynthFaces {
+    a: Vec<f32>,
+    seed: u64,
+}
+
+impl SynthFaces {
+    /// The model for vectors of `dim` dimensions (as `write_gallery` makes them).
+    pub fn new(dim: usize, seed: u64) -> SynthFaces {
+        SynthFaces {
+            a: spectrum(dim).0,
+            seed,
+        }
+    }
+
+    /// Capture number `capture` (1, 2, …) of identity `identity`: a unit vector.
+    pub fn capture(&self, identity: usize, capture: u64) -> Vec<f32> {
+        self::capture(self.seed, &self.a, identity, capture)
+    }
+}
+
 /// Writes a synthetic gallery into `out` (which must not hold a catalog
 /// yet) and `out/truth.jsonl`; `progress(done, total)` is called after
 /// every enrollment batch.

@@ -85,10 +85,15 @@ pub enum KeysCommand {
 /// Evaluations.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
-    /// LFW View-2: 6000 pairs, 10-fold accuracy, TAR@FAR=1e-3.
-    Lfw(crate::eval::LfwArgs),
+    /// LFW View-2: 6000 pairs, 10-fold accuracy, EER, TAR at FAR.
+    Lfw(crate::eval::lfw::LfwArgs),
+    /// LFW open-set 1:N: rank-1, CMC, FNIR at FPIR (one image enrolled per identity).
+    #[command(name = "lfw-1n")]
+    Lfw1n(crate::eval::lfw::LfwArgs),
     /// Fingerprints: the FVC protocol on minutiae records (EER, FNMR@FMR).
     Fvc(crate::eval::fvc::FvcArgs),
+    /// Seeded synthetic face vectors through a flat index: 1:1 and 1:N rates.
+    Synthetic(crate::eval::synthetic::SyntheticArgs),
 }
 
 /// Dataset tools.
@@ -171,28 +176,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 .build()?;
             runtime.block_on(crate::http::serve(config))
         }
-        Command::Eval {
-            which: EvalCommand::Lfw(args),
-        } => {
-            let report = crate::eval::run_lfw(&args)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::eval::print_lfw(&report);
-            }
-            Ok(())
-        }
-        Command::Eval {
-            which: EvalCommand::Fvc(args),
-        } => {
-            let report = crate::eval::fvc::run_fvc(&args)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::eval::fvc::print_fvc(&report);
-            }
-            Ok(())
-        }
+        Command::Eval { which } => match which {
+            EvalCommand::Lfw(args) => crate::eval::lfw::eval_lfw(&args),
+            EvalCommand::Lfw1n(args) => crate::eval::lfw1n::eval_lfw_1n(&args),
+            EvalCommand::Fvc(args) => crate::eval::fvc::eval_fvc(&args),
+            EvalCommand::Synthetic(args) => crate::eval::synthetic::eval_synthetic(&args),
+        },
         Command::Dedup(args) => {
             let summary = crate::dedup::run(&args)?;
             if args.json {

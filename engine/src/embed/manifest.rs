@@ -86,6 +86,29 @@ pub struct OutputSpec {
     pub size: usize,
 }
 
+/// How a manifest's `thresholds` were measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// The evaluation that produced them (protocol, dataset, counts).
+    pub dataset: String,
+    /// The command that wrote them.
+    pub command: String,
+    /// How thresholds are found, and how rare rates are extrapolated.
+    pub method: String,
+    /// Impostor comparisons behind the `fmr_` thresholds.
+    pub impostor_scores: u64,
+    /// Non-mated searches behind the `fpir_` thresholds (0: none).
+    #[serde(default)]
+    pub nonmated_searches: u64,
+    /// Gallery size the `fpir_` thresholds hold for (FPIR grows with it).
+    #[serde(default)]
+    pub fpir_gallery_size: u64,
+    /// Threshold keys that are extrapolated rather than measured.
+    #[serde(default)]
+    pub extrapolated: Vec<String>,
+}
+
 /// A model manifest, one TOML file in `models/`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +145,9 @@ pub struct ModelManifest {
     /// Calibrated decision thresholds by name (filled by evaluation runs).
     #[serde(default)]
     pub thresholds: BTreeMap<String, f32>,
+    /// Where `thresholds` come from (written by `biomatch eval --calibrate`).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     /// Free-form notes (reference accuracy, caveats).
     #[serde(default)]
     pub notes: Option<String>,

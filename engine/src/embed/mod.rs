@@ -10,7 +10,7 @@ pub mod manifest;
 pub mod preprocess;
 pub mod runtime;
 
-pub use manifest::{ColourOrder, ModelManifest, Task};
+pub use manifest::{Calibration, ColourOrder, ModelManifest, Task};
 pub use runtime::{Model, RunOptions};
 
 /// Scales `v` to unit L2 norm in place; fails on zero or non-finite vectors.

@@ -28,6 +28,8 @@ use biomatch_engine::imaging::{DecodeLimits, decode_grey};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::report::{Report, ReportArgs, Verification};
+
 /// `biomatch eval fvc` arguments.
 #[derive(Debug, clap::Args)]
 pub struct FvcArgs {
@@ -43,6 +45,9 @@ pub struct FvcArgs {
     /// Where the minutiae come from.
     #[arg(long, value_enum, default_value_t = MinutiaeSource::Provided)]
     pub minutiae: MinutiaeSource,
+    /// Report folder (`--calibrate` is refused: the matcher has no manifest yet).
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// Source of the minutiae `eval fvc` matches.
@@ -110,8 +115,52 @@ pub struct FvcReport {
     pub mean_eer_fvc: f64,
 }
 
-/// Runs the protocol on every set.
-pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
+/// `biomatch eval fvc`: runs the protocol, prints it, writes the report.
+pub fn eval_fvc(args: &FvcArgs) -> Result<()> {
+    anyhow::ensure!(
+        !args.output.calibrate,
+        "--calibrate: finger scores have no model manifest to calibrate; give the server a \
+         raw `threshold` (see the FNMR at FMR operating points of this report)"
+    );
+    let (report, scores) = run_fvc(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_fvc(&report);
+    }
+    if let Some(dir) = &args.output.report {
+        let mut out = Report {
+            protocol: "fvc".into(),
+            dataset: format!(
+                "FVC protocol, {} (minutiae {})",
+                args.data.display(),
+                serde_json::to_value(args.minutiae)?
+                    .as_str()
+                    .unwrap_or_default()
+            ),
+            models: vec!["biomatch-mcc".into()],
+            verification: scores
+                .iter()
+                .map(|(name, s)| Verification::new(name, s, None))
+                .collect(),
+            identification: vec![],
+            calibration: None,
+            details: serde_json::to_value(&report)?,
+            plots: vec![],
+        };
+        let path = out.write(dir)?;
+        eprintln!(
+            "eval fvc: report written to {} ({} charts)",
+            path.display(),
+            out.plots.len()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the protocol on every set; also returns each set's genuine and
+/// (all cross-finger) impostor scores.
+pub fn run_fvc(args: &FvcArgs) -> Result<(FvcReport, Vec<(String, ScoreSets)>)> {
     let mut sets = FvcSet::load_all(&args.data)?;
     if !args.sets.is_empty() {
         sets.retain(|s| args.sets.contains(&s.name));
@@ -129,6 +178,7 @@ pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
         ..ExtractParams::default()
     });
     let mut reports = Vec::new();
+    let mut scores = Vec::new();
     for set in &sets {
         let views: Vec<(Option<FingerView>, f64)> = match args.minutiae {
             MinutiaeSource::Provided => set
@@ -157,7 +207,8 @@ pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
             .collect();
         let encode_ms = started.elapsed().as_secs_f64() * 1e3 / templates.len() as f64
             * rayon::current_num_threads() as f64;
-        let mut report = evaluate(set, &templates, params, encode_ms);
+        let (mut report, set_scores) = evaluate(set, &templates, params, encode_ms);
+        scores.push((set.name.clone(), set_scores));
         if args.minutiae == MinutiaeSource::Extracted {
             let mut times: Vec<f64> = views.iter().map(|(_, t)| *t).collect();
             times.sort_by(f64::total_cmp);
@@ -168,12 +219,13 @@ pub fn run_fvc(args: &FvcArgs) -> Result<FvcReport> {
         reports.push(report);
     }
     let mean = |f: fn(&SetReport) -> f64| reports.iter().map(f).sum::<f64>() / reports.len() as f64;
-    Ok(FvcReport {
+    let report = FvcReport {
         minutiae: args.minutiae,
         mean_eer: mean(|r| r.eer),
         mean_eer_fvc: mean(|r| r.eer_fvc),
         sets: reports,
-    })
+    };
+    Ok((report, scores))
 }
 
 /// Extracts one impression's minutiae (at 500 dpi) and the time it took
@@ -219,7 +271,12 @@ pub fn score_all_pairs(templates: &[&Template], params: Params) -> (Vec<f32>, f6
     (scores, (n * n.saturating_sub(1) / 2) as f64 / fastest)
 }
 
-fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64) -> SetReport {
+fn evaluate(
+    set: &FvcSet,
+    templates: &[Template],
+    params: Params,
+    encode_ms: f64,
+) -> (SetReport, ScoreSets) {
     let protocol = set.protocol();
     let n = templates.len();
     let refs: Vec<&Template> = templates.iter().collect();
@@ -235,7 +292,7 @@ fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64
     let mean = |v: &[f32]| v.iter().map(|&s| s as f64).sum::<f64>() / v.len().max(1) as f64;
     let mut counts: Vec<usize> = templates.iter().map(Template::len).collect();
     counts.sort_unstable();
-    SetReport {
+    let report = SetReport {
         set: set.name.clone(),
         templates: n,
         minutiae_median: counts[counts.len() / 2],
@@ -254,7 +311,8 @@ fn evaluate(set: &FvcSet, templates: &[Template], params: Params, encode_ms: f64
         extract_ms_p50: None,
         extract_ms_p90: None,
         failed_extractions: 0,
-    }
+    };
+    (report, all)
 }
 
 /// Prints the report as a table.

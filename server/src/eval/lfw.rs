@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use biomatch_datasets::errors::ScoreSets;
+use biomatch_datasets::identification::Identification;
 use biomatch_datasets::lfw::Lfw;
 use biomatch_datasets::metrics::{Scored, kfold_accuracy, tar_at_far};
-use biomatch_engine::embed::RunOptions;
+use biomatch_engine::embed::{ModelManifest, RunOptions};
 use biomatch_engine::face::{
     DetectorConfig, FaceConfig, FacePolicy, QualityThresholds, StageTimes, align_arcface,
 };
@@ -24,6 +26,7 @@ use biomatch_engine::imaging::{DecodeLimits, RgbImage, decode_rgb};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::report::{Report, ReportArgs, Verification, calibrate, thresholds};
 use crate::models::{FaceModels, ModelArgs, load_face_pipeline};
 
 /// `biomatch eval lfw` arguments.
@@ -47,6 +50,9 @@ pub struct LfwArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Report folder and calibration.
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// Face choice on the command line.
@@ -105,9 +111,19 @@ pub struct LfwReport {
     pub seconds: f64,
 }
 
-/// Runs the protocol.
-pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
-    let started = Instant::now();
+/// Face embeddings of a list of images, with detection counts.
+pub struct Embedded {
+    /// One unit vector per image, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Images where the detector found no face (aligned with median landmarks).
+    pub no_face: usize,
+    /// Images where the detector found more than one face.
+    pub multi_face: usize,
+}
+
+/// Decodes, detects, aligns (in parallel) and embeds (in batches) every
+/// image with the models `args` names.
+pub fn embed_images(args: &LfwArgs, images: &[PathBuf], what: &str) -> Result<Embedded> {
     args.model.init_runtime()?;
     let (pool, threads) = crate::bench::search_pool(args.threads)?;
     let options = RunOptions {
@@ -132,13 +148,12 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
         liveness: vec![],
     };
     let pipeline = load_face_pipeline(&args.model.models, &models, &options, config)?;
-    let lfw = Lfw::load(&args.data)?;
 
     // Detect and align every image.
     let done = AtomicUsize::new(0);
-    let total = lfw.images.len();
+    let total = images.len();
     let analyzed: Vec<Result<(RgbImage, Option<Aligned>)>> = pool.install(|| {
-        lfw.images
+        images
             .par_iter()
             .map(|path| {
                 let image = read_image(path)?;
@@ -154,7 +169,7 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
                 };
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_multiple_of(1000) || n == total {
-                    eprintln!("eval lfw: {n}/{total} images detected and aligned");
+                    eprintln!("eval {what}: {n}/{total} images detected and aligned");
                 }
                 Ok((image, aligned))
             })
@@ -182,7 +197,22 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
         .into_iter()
         .flatten()
         .collect();
+    Ok(Embedded {
+        vectors: embeddings,
+        no_face,
+        multi_face,
+    })
+}
 
+/// Runs the protocol; also returns the scored pairs.
+pub fn run_lfw(args: &LfwArgs) -> Result<(LfwReport, Vec<Scored>)> {
+    let started = Instant::now();
+    let lfw = Lfw::load(&args.data)?;
+    let Embedded {
+        vectors: embeddings,
+        no_face,
+        multi_face,
+    } = embed_images(args, &lfw.images, "lfw")?;
     let scored: Vec<Scored> = lfw
         .pairs
         .iter()
@@ -198,7 +228,7 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
         .collect();
     let kfold = kfold_accuracy(&scored, lfw.folds);
     let (tar, threshold) = tar_at_far(&scored, 1e-3);
-    Ok(LfwReport {
+    let report = LfwReport {
         detector: args.model.detector.clone(),
         embedder: args.model.embedder.clone(),
         pairs: scored.len(),
@@ -214,7 +244,122 @@ pub fn run_lfw(args: &LfwArgs) -> Result<LfwReport> {
         no_face,
         multi_face,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((report, scored))
+}
+
+/// `biomatch eval lfw`: runs the protocol, prints it, writes the report
+/// and calibrates when asked.
+pub fn eval_lfw(args: &LfwArgs) -> Result<()> {
+    let (report, scored) = run_lfw(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_lfw(&report);
+    }
+    let sets = ScoreSets::new(
+        scored
+            .iter()
+            .filter(|p| p.genuine)
+            .map(|p| p.score)
+            .collect(),
+        scored
+            .iter()
+            .filter(|p| !p.genuine)
+            .map(|p| p.score)
+            .collect(),
+    );
+    let kfold = kfold_accuracy(&scored, 10);
+    let verification = Verification::new(&args.model.embedder, &sets, Some(kfold));
+    let dataset = format!(
+        "LFW View-2 pairs, {} ({} genuine + {} impostor pairs)",
+        args.data.display(),
+        verification.genuine,
+        verification.impostor
+    );
+    let models = vec![args.model.detector.clone(), args.model.embedder.clone()];
+    let mut out = Report {
+        protocol: "lfw".into(),
+        dataset,
+        models,
+        verification: vec![verification],
+        identification: vec![],
+        calibration: None,
+        details: serde_json::to_value(&report)?,
+        plots: vec![],
+    };
+    finish(&mut out, &args.output, &args.model, &sets, None)
+}
+
+/// Calibrates (when asked) and writes the report (when asked).
+pub fn finish(
+    report: &mut Report,
+    output: &ReportArgs,
+    model: &ModelArgs,
+    sets: &ScoreSets,
+    searches: Option<(&Identification, usize)>,
+) -> Result<()> {
+    if output.calibrate {
+        let mut calibration = thresholds(sets, searches);
+        let path = manifest_path(&model.models, &model.embedder)?;
+        calibrate(
+            &path,
+            &calibration,
+            &report.dataset,
+            &format!("biomatch eval {} --calibrate", report.protocol),
+            sets.impostor().len(),
+            searches.map_or(0, |(id, _)| id.nonmated().len()),
+        )?;
+        eprintln!(
+            "eval {}: calibrated thresholds written into {} ({})",
+            report.protocol,
+            path.display(),
+            model.embedder
+        );
+        for c in &calibration.fmr {
+            eprintln!(
+                "  FMR {:e}: cosine ≥ {:.4}{}",
+                c.fmr,
+                c.threshold,
+                if c.extrapolated {
+                    " (extrapolated)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for f in &calibration.fpir {
+            eprintln!(
+                "  FPIR {:e} (gallery of {}): cosine ≥ {:.4}",
+                f.fpir_target, calibration.fpir_gallery_size, f.threshold
+            );
+        }
+        calibration.manifest = Some(path);
+        report.calibration = Some(calibration);
+    }
+    if let Some(dir) = &output.report {
+        let path = report.write(dir)?;
+        eprintln!(
+            "eval {}: report written to {} ({} charts)",
+            report.protocol,
+            path.display(),
+            report.plots.len()
+        );
+    }
+    Ok(())
+}
+
+/// The file of the manifest with this id in `dir`.
+fn manifest_path(dir: &Path, id: &str) -> Result<PathBuf> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml")
+            && ModelManifest::load(&path).is_ok_and(|m| m.id == id)
+        {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!("no manifest with id `{id}` in {}", dir.display())
 }
 
 struct Aligned {
