@@ -14,7 +14,8 @@
 //!
 //! Decisions use a threshold: the request's raw `threshold`, else the
 //! face model's calibrated threshold for the requested `fmr` (manifest
-//! `thresholds`, keys `fmr_<value>`), else the one for FMR 10⁻³.
+//! `thresholds`, keys `fmr_<value>`, written by `biomatch eval --calibrate`),
+//! else the one for FMR 10⁻³; `fpir` likewise from the `fpir_<value>` keys.
 //! Image decoding, inference and searches run on the server's rayon pool,
 //! never on the async workers.
 

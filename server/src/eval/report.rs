@@ -211,19 +211,15 @@ impl Report {
     fn charts(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         if !self.verification.is_empty() {
-            // The axes reach the rarest FMR the largest set measures.
-            let most = self
-                .verification
-                .iter()
-                .map(|v| v.impostor.max(v.genuine))
-                .max();
-            let floor = 10f64.powf((0.5 / most.unwrap_or(1).max(1) as f64).log10().floor());
+            // Each axis reaches the rarest rate the largest set measures.
+            let fx = log_floor(self.verification.iter().map(|v| v.impostor));
+            let fy = log_floor(self.verification.iter().map(|v| v.genuine));
             let det = Chart {
                 title: format!("DET — {}", self.protocol),
                 x_label: "false match rate (FMR)".into(),
                 y_label: "false non-match rate (FNMR)".into(),
-                x: Axis::log(floor, 1.0),
-                y: Axis::log(floor, 1.0),
+                x: Axis::log(fx, 1.0),
+                y: Axis::log(fy, 1.0),
                 series: self
                     .verification
                     .iter()
@@ -232,7 +228,7 @@ impl Report {
                         points: v
                             .det
                             .iter()
-                            .map(|p| (p.fmr.max(floor), p.fnmr.max(floor)))
+                            .map(|p| (p.fmr.max(fx), p.fnmr.max(fy)))
                             .collect(),
                     })
                     .collect(),
@@ -281,18 +277,14 @@ impl Report {
                 legend_low: true,
             };
             written.extend(cmc.write(dir, "cmc")?);
-            let most = self
-                .identification
-                .iter()
-                .map(|i| i.nonmated.max(i.mated))
-                .max();
-            let floor = 10f64.powf((0.5 / most.unwrap_or(1).max(1) as f64).log10().floor());
+            let fx = log_floor(self.identification.iter().map(|i| i.nonmated));
+            let fy = log_floor(self.identification.iter().map(|i| i.mated));
             let curve = Chart {
                 title: format!("FNIR against FPIR (rank 1) — {}", self.protocol),
                 x_label: "false positive identification rate (FPIR)".into(),
                 y_label: "false negative identification rate (FNIR)".into(),
-                x: Axis::log(floor, 1.0),
-                y: Axis::log(floor, 1.0),
+                x: Axis::log(fx, 1.0),
+                y: Axis::log(fy, 1.0),
                 series: self
                     .identification
                     .iter()
@@ -301,7 +293,7 @@ impl Report {
                         points: i
                             .curve
                             .iter()
-                            .map(|p| (p.fpir.max(floor), p.fnir.max(floor)))
+                            .map(|p| (p.fpir.max(fx), p.fnir.max(fy)))
                             .collect(),
                     })
                     .collect(),
@@ -321,6 +313,12 @@ impl Report {
         }
         Ok(written)
     }
+}
+
+/// The decade below the rarest rate `counts` samples can show (a rate of 0 is drawn there).
+fn log_floor(counts: impl Iterator<Item = usize>) -> f64 {
+    let most = counts.max().unwrap_or(1).max(1);
+    10f64.powf((0.5 / most as f64).log10().floor())
 }
 
 fn histogram_chart(title: &str, h: &Histograms, labels: [&str; 2]) -> Chart {
@@ -419,6 +417,11 @@ pub fn calibrate(
     for k in stale {
         thresholds.remove(&k);
     }
+    // The comment above the table described the old values.
+    thresholds.decor_mut().set_prefix(
+        "\n# Calibrated by `biomatch eval --calibrate`: see [calibration] for the data,\n\
+         # the method and which values are extrapolated.\n",
+    );
     let round = |t: f32| (f64::from(t) * 1e5).round() / 1e5;
     let mut extrapolated = Array::new();
     for c in &calibration.fmr {
@@ -547,8 +550,10 @@ mod tests {
         )
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        // Comments survive; the old provisional key is gone.
+        // Comments survive, but not the one describing the old values;
+        // the old provisional key is gone.
         assert!(text.contains("# MobileFaceNet face embedder"));
+        assert!(!text.contains("Provisional") && text.contains("# Calibrated by"));
         assert!(!text.contains("\"fmr_0.001\""));
         let m = biomatch_engine::embed::ModelManifest::parse(&text, dir.path()).unwrap();
         assert_eq!(m.thresholds.len(), 5);

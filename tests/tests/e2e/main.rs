@@ -6,6 +6,7 @@ mod bench_cli;
 mod corruption;
 mod crash;
 mod dedup;
+mod eval;
 mod finger_api;
 mod finger_cli;
 mod models;
