@@ -144,6 +144,8 @@ pub enum BenchCommand {
     Finger(bench::finger::FingerArgs),
     /// N:N de-duplication: pairs per second against the int8 peak and faiss IndexFlatIP.
     Dedup(bench::dedup::DedupBenchArgs),
+    /// biomatch's flat index against faiss (exact and approximate) on the same vectors.
+    Compare(bench::compare::CompareArgs),
 }
 
 /// Runs a parsed command line.
@@ -236,6 +238,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     state,
                     m.file
                 );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Compare(args),
+        } => {
+            let report = bench::compare::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::compare::print_table(&report);
             }
             Ok(())
         }

@@ -132,33 +132,18 @@ fn python(args: &DedupBenchArgs) -> PathBuf {
 
 /// Writes the gallery's stored (normalised) vectors as a float32 `.npy`.
 fn export_npy(gallery: &Gallery, path: &Path) -> Result<()> {
-    use std::io::Write;
     if path.exists() {
         return Ok(());
     }
     let snap = gallery.snapshot();
     let (_, index) = snap.collection(synth_gallery::COLLECTION)?;
-    let (n, dim) = (index.len(), index.config().dim);
-    let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}");
-    // Magic, version 1.0, header length; the header padded to 64 bytes.
-    let mut head = header.into_bytes();
-    let total = (10 + head.len() + 1).div_ceil(64) * 64;
-    head.resize(total - 10 - 1, b' ');
-    head.push(b'\n');
-    let tmp = path.with_extension("npy.part");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(head.len() as u16).to_le_bytes())?;
-    f.write_all(&head)?;
-    for id in index.ids() {
-        let v = index.get(id).context("a live row")?;
-        for x in v {
-            f.write_all(&x.to_le_bytes())?;
-        }
-    }
-    f.into_inner()?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    let ids: Vec<u64> = index.ids().collect();
+    super::write_npy(path, ids.len(), index.config().dim, |start, count| {
+        ids[start..start + count]
+            .iter()
+            .flat_map(|&id| index.get(id).expect("a live row"))
+            .collect()
+    })
 }
 
 #[derive(serde::Deserialize)]

@@ -11,9 +11,12 @@
 //!   1:N search against exhaustive matching;
 //! * [`dedup`]: N:N de-duplication — pairs per second against the int8
 //!   peak and faiss `IndexFlatIP` range search on the same vectors;
+//! * [`compare`]: the flat index side by side with faiss's exact and
+//!   approximate indexes on the same vectors (`benches/compare/run`);
 //! * [`http`]: load on a running server — identify and verify with template
 //!   and image probes.
 
+pub mod compare;
 pub mod dedup;
 pub mod embed;
 pub mod finger;
@@ -81,6 +84,46 @@ pub(crate) fn cpu_model() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Bytes before the data in a `.npy` written by [`write_npy`].
+pub(crate) const NPY_HEADER: usize = 128;
+
+/// Writes `n` rows of `dim` float32 as a `.npy` (version 1.0, a
+/// [`NPY_HEADER`]-byte header), `rows(start, count)` giving the rows in
+/// pieces; written to a temporary name, synced, then renamed.
+pub(crate) fn write_npy(
+    path: &std::path::Path,
+    n: usize,
+    dim: usize,
+    rows: impl Fn(usize, usize) -> Vec<f32>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}");
+    // Magic (6), version (2), header length (2), the dict padded with
+    // spaces and ended by a newline.
+    let mut head = dict.into_bytes();
+    anyhow::ensure!(head.len() < NPY_HEADER - 11, "npy header too long");
+    head.resize(NPY_HEADER - 10 - 1, b' ');
+    head.push(b'\n');
+    let tmp = path.with_extension("npy.part");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(b"\x93NUMPY\x01\x00")?;
+        f.write_all(&(head.len() as u16).to_le_bytes())?;
+        f.write_all(&head)?;
+        const PIECE: usize = 65_536;
+        for start in (0..n).step_by(PIECE) {
+            let count = PIECE.min(n - start);
+            let data = rows(start, count);
+            assert_eq!(data.len(), count * dim, "rows() gave the wrong length");
+            f.write_all(bytemuck::cast_slice(&data))?;
+        }
+        f.into_inner()?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
