@@ -512,7 +512,7 @@ impl Worker {
         let stdin = child.stdin.take().context("worker stdin")?;
         let mut stdout = BufReader::new(child.stdout.take().context("worker stdout")?);
         eprintln!(
-            "bench compare: d = {}: faiss computes the exact top {K} of every query",
+            "bench compare: {}: faiss computes the exact top {K} of every query",
             dir.display()
         );
         let mut first = String::new();

@@ -1,7 +1,8 @@
-//! `biomatch bench flat` end to end: it runs on generated data and prints
-//! the documented JSON object.
+//! `biomatch bench …` end to end: flat, gallery and http run on generated
+//! data and print the documented JSON objects; compare agrees with faiss
+//! where both sides are exact.
 
-use biomatch_tests::biomatch;
+use biomatch_tests::{biomatch, repo_root};
 
 #[test]
 fn bench_flat_prints_the_documented_json() {
@@ -187,4 +188,90 @@ fn bench_http_loads_a_running_server() {
                 && w["p99_ms"].as_f64().unwrap() >= w["p50_ms"].as_f64().unwrap()
         );
     }
+}
+
+/// `bench compare` on a small set: the harness's own correctness — exact
+/// configurations agree with faiss's ground truth, IVF scanning every
+/// list is exact, and both threshold searches find the same hits.
+/// Needs faiss (`scripts/setup-faiss`, which `scripts/test` runs): fails
+/// under `CI=true` without it, skips otherwise.
+#[test]
+fn bench_compare_agrees_with_faiss_on_exact_configurations() {
+    let python = std::env::var_os("BIOMATCH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/py/bin/python"));
+    if !python.exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true and no faiss python at {} (scripts/setup-faiss)",
+            python.display()
+        );
+        eprintln!("SKIPPED: no faiss python at {}", python.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = biomatch()
+        .current_dir(repo_root())
+        .args([
+            "bench",
+            "compare",
+            "--n",
+            "5000",
+            "--dims",
+            "32",
+            "--queries",
+            "64",
+            "--single-queries",
+            "8",
+            "--rounds",
+            "1",
+            "--nlist",
+            "16",
+            "--nprobe",
+            "16",
+            "--ef",
+            "64",
+            "--threshold",
+            "0.45",
+            "--json",
+            "--data",
+        ])
+        .arg(tmp.path())
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    // 3 pairs × (single, batch64, batch1024) + f32 threshold + HNSW + IVF.
+    assert_eq!(rows.len(), 12, "{r}");
+    for row in rows {
+        assert!(row["biomatch_qps"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["faiss_qps"].as_f64().unwrap() > 0.0, "{row}");
+        if let Some(recall) = row["biomatch_recall"].as_f64() {
+            assert!(recall >= 0.99, "biomatch is exact: {row}");
+        }
+        match row["faiss"].as_str().unwrap() {
+            "Flat" | "IVF16 nprobe=16" => {
+                if let Some(recall) = row["faiss_recall"].as_f64() {
+                    assert!(recall >= 0.99, "{row}");
+                }
+            }
+            _ => {}
+        }
+        if let Some(hits) = row["hits"].as_array() {
+            // Same threshold, same hits, but for scores within float
+            // rounding of it (the two sides sum in different orders).
+            let (a, b) = (hits[0].as_i64().unwrap(), hits[1].as_i64().unwrap());
+            assert!((a - b).abs() <= 2, "{row}");
+            assert!(hits[0].as_u64().unwrap() > 0, "{row}");
+        }
+    }
+    assert!(r["machine"]["bandwidth_gbps"].as_f64().unwrap() > 0.0);
 }
