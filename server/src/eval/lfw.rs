@@ -15,10 +15,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use biomatch_datasets::errors::ScoreSets;
-use biomatch_datasets::identification::Identification;
 use biomatch_datasets::lfw::Lfw;
-use biomatch_datasets::metrics::{Scored, kfold_accuracy, tar_at_far};
-use biomatch_engine::embed::{ModelManifest, RunOptions};
+use biomatch_datasets::metrics::{KFold, Scored, kfold_accuracy, tar_at_far};
+use biomatch_engine::embed::RunOptions;
 use biomatch_engine::face::{
     DetectorConfig, FaceConfig, FacePolicy, QualityThresholds, StageTimes, align_arcface,
 };
@@ -26,7 +25,7 @@ use biomatch_engine::imaging::{DecodeLimits, RgbImage, decode_rgb};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::report::{Report, ReportArgs, Verification, calibrate, thresholds};
+use super::report::{Report, ReportArgs, Verification, finish};
 use crate::models::{FaceModels, ModelArgs, load_face_pipeline};
 
 /// `biomatch eval lfw` arguments.
@@ -269,7 +268,12 @@ pub fn eval_lfw(args: &LfwArgs) -> Result<()> {
             .map(|p| p.score)
             .collect(),
     );
-    let kfold = kfold_accuracy(&scored, 10);
+    let kfold = KFold {
+        fold_accuracy: report.fold_accuracy.clone(),
+        fold_threshold: report.fold_threshold.clone(),
+        mean: report.accuracy,
+        std: report.accuracy_std,
+    };
     let verification = Verification::new(&args.model.embedder, &sets, Some(kfold));
     let dataset = format!(
         "LFW View-2 pairs, {} ({} genuine + {} impostor pairs)",
@@ -289,77 +293,6 @@ pub fn eval_lfw(args: &LfwArgs) -> Result<()> {
         plots: vec![],
     };
     finish(&mut out, &args.output, &args.model, &sets, None)
-}
-
-/// Calibrates (when asked) and writes the report (when asked).
-pub fn finish(
-    report: &mut Report,
-    output: &ReportArgs,
-    model: &ModelArgs,
-    sets: &ScoreSets,
-    searches: Option<(&Identification, usize)>,
-) -> Result<()> {
-    if output.calibrate {
-        let mut calibration = thresholds(sets, searches);
-        let path = manifest_path(&model.models, &model.embedder)?;
-        calibrate(
-            &path,
-            &calibration,
-            &report.dataset,
-            &format!("biomatch eval {} --calibrate", report.protocol),
-            sets.impostor().len(),
-            searches.map_or(0, |(id, _)| id.nonmated().len()),
-        )?;
-        eprintln!(
-            "eval {}: calibrated thresholds written into {} ({})",
-            report.protocol,
-            path.display(),
-            model.embedder
-        );
-        for c in &calibration.fmr {
-            eprintln!(
-                "  FMR {:e}: cosine ≥ {:.4}{}",
-                c.fmr,
-                c.threshold,
-                if c.extrapolated {
-                    " (extrapolated)"
-                } else {
-                    ""
-                }
-            );
-        }
-        for f in &calibration.fpir {
-            eprintln!(
-                "  FPIR {:e} (gallery of {}): cosine ≥ {:.4}",
-                f.fpir_target, calibration.fpir_gallery_size, f.threshold
-            );
-        }
-        calibration.manifest = Some(path);
-        report.calibration = Some(calibration);
-    }
-    if let Some(dir) = &output.report {
-        let path = report.write(dir)?;
-        eprintln!(
-            "eval {}: report written to {} ({} charts)",
-            report.protocol,
-            path.display(),
-            report.plots.len()
-        );
-    }
-    Ok(())
-}
-
-/// The file of the manifest with this id in `dir`.
-fn manifest_path(dir: &Path, id: &str) -> Result<PathBuf> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "toml")
-            && ModelManifest::load(&path).is_ok_and(|m| m.id == id)
-        {
-            return Ok(path);
-        }
-    }
-    anyhow::bail!("no manifest with id `{id}` in {}", dir.display())
 }
 
 struct Aligned {

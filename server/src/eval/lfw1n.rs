@@ -19,8 +19,8 @@ use biomatch_datasets::lfw::Lfw1N;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::lfw::{Embedded, LfwArgs, embed_images, finish};
-use super::report::{CANDIDATES, IdentificationReport, Report, Verification};
+use super::lfw::{Embedded, LfwArgs, embed_images};
+use super::report::{CANDIDATES, IdentificationReport, Report, Verification, finish};
 
 /// The protocol's own numbers (`details` in report.json).
 #[derive(Debug, Serialize)]

@@ -19,6 +19,7 @@ use biomatch_datasets::metrics::KFold;
 use serde::Serialize;
 
 use super::plot::{Axis, Chart, Series, density_steps};
+use crate::models::ModelArgs;
 
 /// Target rates of the operating points reported and calibrated.
 pub const RATES: [f64; 5] = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
@@ -464,6 +465,77 @@ pub fn calibrate(
     std::fs::write(&tmp, out).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, manifest).with_context(|| format!("writing {}", manifest.display()))?;
     Ok(())
+}
+
+/// Calibrates (when asked) and writes the report (when asked).
+pub fn finish(
+    report: &mut Report,
+    output: &ReportArgs,
+    model: &ModelArgs,
+    sets: &ScoreSets,
+    searches: Option<(&Identification, usize)>,
+) -> Result<()> {
+    if output.calibrate {
+        let mut calibration = thresholds(sets, searches);
+        let path = manifest_path(&model.models, &model.embedder)?;
+        calibrate(
+            &path,
+            &calibration,
+            &report.dataset,
+            &format!("biomatch eval {} --calibrate", report.protocol),
+            sets.impostor().len(),
+            searches.map_or(0, |(id, _)| id.nonmated().len()),
+        )?;
+        eprintln!(
+            "eval {}: calibrated thresholds written into {} ({})",
+            report.protocol,
+            path.display(),
+            model.embedder
+        );
+        for c in &calibration.fmr {
+            eprintln!(
+                "  FMR {:e}: cosine ≥ {:.4}{}",
+                c.fmr,
+                c.threshold,
+                if c.extrapolated {
+                    " (extrapolated)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for f in &calibration.fpir {
+            eprintln!(
+                "  FPIR {:e} (gallery of {}): cosine ≥ {:.4}",
+                f.fpir_target, calibration.fpir_gallery_size, f.threshold
+            );
+        }
+        calibration.manifest = Some(path);
+        report.calibration = Some(calibration);
+    }
+    if let Some(dir) = &output.report {
+        let path = report.write(dir)?;
+        eprintln!(
+            "eval {}: report written to {} ({} charts)",
+            report.protocol,
+            path.display(),
+            report.plots.len()
+        );
+    }
+    Ok(())
+}
+
+/// The file of the manifest with this id in `dir`.
+fn manifest_path(dir: &Path, id: &str) -> Result<PathBuf> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml")
+            && biomatch_engine::embed::ModelManifest::load(&path).is_ok_and(|m| m.id == id)
+        {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!("no manifest with id `{id}` in {}", dir.display())
 }
 
 #[cfg(test)]
