@@ -127,14 +127,34 @@ fn enroll_verify_identify_compare_templates_delete_and_restart() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["candidates"][0]["subject_id"], "001099000001", "{b}");
     assert_eq!(b["candidates"].as_array().unwrap().len(), 2);
-    let (_, b) = server
+    // `fpir` uses the manifest's calibrated threshold (eval lfw-1n
+    // --calibrate wrote 1e-1 and 1e-2); a rarer rate has none: 422.
+    let manifest: toml::Table =
+        std::fs::read_to_string(biomatch_tests::repo_root().join("models/mobilefacenet.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let calibrated = manifest["thresholds"]["fpir_1e-2"].as_float().unwrap();
+    let (s, b) = server
         .json(
             "POST",
             "/v1/identify",
             &json!({"probe": face(bush2.clone()), "fpir": 0.01}),
         )
         .unwrap();
-    assert_error(422, &b, 422, "invalid_argument");
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        (b["threshold"].as_f64().unwrap() - calibrated).abs() < 1e-6,
+        "{b}"
+    );
+    let (s, b) = server
+        .json(
+            "POST",
+            "/v1/identify",
+            &json!({"probe": face(bush2.clone()), "fpir": 0.001}),
+        )
+        .unwrap();
+    assert_error(s, &b, 422, "invalid_argument");
     let (_, b) = server
         .json(
             "POST",
