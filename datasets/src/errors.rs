@@ -119,14 +119,45 @@ impl ScoreSets {
         }
     }
 
-    /// FNMR at the lowest threshold with FMR ≤ `target`.
+    /// FNMR at the lowest threshold with FMR ≤ `target` (thresholds are
+    /// the distinct scores and one above all). Binary searches over the
+    /// sorted scores: no copy, so it is cheap on millions of impostors.
     pub fn fnmr_at_fmr(&self, target: f64) -> AtFmr {
-        let ts = self.thresholds();
-        let t = ts
-            .iter()
+        let (g, i) = (&self.genuine, &self.impostor);
+        let n = i.len();
+        // The most impostor scores that may pass: the largest c with c / n ≤ target.
+        let mut allowed = (target * n as f64).floor().clamp(0.0, n as f64) as usize;
+        while allowed < n && (allowed + 1) as f64 / n as f64 <= target {
+            allowed += 1;
+        }
+        while allowed > 0 && allowed as f64 / n as f64 > target {
+            allowed -= 1;
+        }
+        let lowest = g
+            .first()
+            .into_iter()
+            .chain(i.first())
             .copied()
-            .find(|&t| self.fmr(t) <= target)
-            .unwrap_or(ts[ts.len() - 1]);
+            .reduce(f32::min);
+        let t = if allowed >= n {
+            lowest.unwrap_or(1.0)
+        } else {
+            // The lowest score above the impostor that must be rejected,
+            // else one above every score.
+            let v = i[n - 1 - allowed];
+            let above = |s: &[f32]| s.get(s.partition_point(|&x| x <= v)).copied();
+            let highest = g
+                .last()
+                .into_iter()
+                .chain(i.last())
+                .copied()
+                .reduce(f32::max);
+            match (above(g), above(i)) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => highest.map_or(1.0, f32::next_up),
+            }
+        };
         AtFmr {
             fmr_target: target,
             fnmr: self.fnmr(t),
@@ -353,6 +384,22 @@ mod tests {
         // Every point is exact.
         for p in &det {
             assert_eq!((p.fmr, p.fnmr), (s.fmr(p.threshold), s.fnmr(p.threshold)));
+        }
+    }
+
+    #[test]
+    fn fnmr_at_fmr_equals_a_scan_of_every_threshold() {
+        // Ties, repeated values and rates that are not multiples of 1/n.
+        let genuine: Vec<f32> = (0..300).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let impostor: Vec<f32> = (0..700).map(|i| ((i * 53) % 89) as f32 / 100.0).collect();
+        let s = ScoreSets::new(genuine, impostor);
+        let mut ts: Vec<f32> = s.genuine().iter().chain(s.impostor()).copied().collect();
+        ts.sort_by(f32::total_cmp);
+        ts.dedup();
+        ts.push(ts[ts.len() - 1].next_up());
+        for target in [0.0, 1e-3, 0.01, 0.07, 0.29, 0.5, 0.999, 1.0] {
+            let t = ts.iter().copied().find(|&t| s.fmr(t) <= target).unwrap();
+            assert_eq!(s.fnmr_at_fmr(target).threshold, t, "target {target}");
         }
     }
 
