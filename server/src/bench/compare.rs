@@ -682,9 +682,13 @@ fn line(r: &Row) -> String {
         r.biomatch_qps.unwrap_or(f64::NAN),
         r.faiss_qps,
         r.ratio.unwrap_or(f64::NAN),
-        r.biomatch_recall.map_or("-".into(), |x| format!("{x:.4}")),
-        r.faiss_recall.map_or("-".into(), |x| format!("{x:.4}")),
+        recall(r.biomatch_recall),
+        recall(r.faiss_recall),
     )
+}
+
+fn recall(r: Option<f64>) -> String {
+    r.map_or("-".into(), |x| format!("{x:.4}"))
 }
 
 /// Prints the tables.
@@ -708,11 +712,7 @@ pub fn print_table(r: &CompareReport) {
     for row in &r.rows {
         let recall = match (row.biomatch_recall, row.faiss_recall, row.hits) {
             (_, _, Some([a, b])) => format!("hits {a} / {b}"),
-            (a, b, _) => format!(
-                "{} / {}",
-                a.map_or("-".into(), |x| format!("{x:.4}")),
-                b.map_or("-".into(), |x| format!("{x:.4}"))
-            ),
+            (a, b, _) => format!("{} / {}", recall(a), recall(b)),
         };
         let fraction = match (row.biomatch_of_bandwidth, row.biomatch_of_peak) {
             (Some(b), _) => format!("{:.0} % of bandwidth", b * 100.0),

@@ -148,12 +148,7 @@ pub fn eval_fvc(args: &FvcArgs) -> Result<()> {
             details: serde_json::to_value(&report)?,
             plots: vec![],
         };
-        let path = out.write(dir)?;
-        eprintln!(
-            "eval fvc: report written to {} ({} charts)",
-            path.display(),
-            out.plots.len()
-        );
+        out.save(dir)?;
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! are enrolled as distractors. Each probe makes a mated search (its mate
 //! in the gallery) and a non-mated one (the gallery without its mate).
 //!
-//! Scores are exact `f32` cosines of the real face pipeline's embeddings
-//! (the flat index's `f32` search computes the same numbers). The report
+//! Scores are `f32` cosines of the real face pipeline's embeddings, with
+//! the engine's SIMD inner product (the flat index's `f32` kernel). The report
 //! holds rank-1, CMC and FNIR at FPIR, and a verification score set — mate
 //! scores against every probe–non-mate cosine — whose millions of impostor
 //! scores are what `--calibrate` turns into FMR thresholds.
@@ -16,6 +16,7 @@ use anyhow::Result;
 use biomatch_datasets::errors::ScoreSets;
 use biomatch_datasets::identification::{Identification, score_search};
 use biomatch_datasets::lfw::Lfw1N;
+use biomatch_engine::vector::dot_f32;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -60,7 +61,7 @@ pub fn eval_lfw_1n(args: &LfwArgs) -> Result<()> {
         .par_iter()
         .map(|&(image, mate)| {
             let q = &vectors[image];
-            let mut scores: Vec<f32> = gallery.iter().map(|g| dot(q, g)).collect();
+            let mut scores: Vec<f32> = gallery.iter().map(|g| dot_f32(q, g)).collect();
             let (mated, best_nonmate) = score_search(&scores, mate);
             scores.swap_remove(mate);
             (mated, best_nonmate, scores)
@@ -114,10 +115,6 @@ pub fn eval_lfw_1n(args: &LfwArgs) -> Result<()> {
         &sets,
         Some((&id, details.gallery)),
     )
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Prints the identification and verification summary (table or JSON).

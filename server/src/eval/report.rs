@@ -209,6 +209,18 @@ impl Report {
         Ok(path)
     }
 
+    /// [`Report::write`], then says where on stderr.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        let path = self.write(dir)?;
+        eprintln!(
+            "eval {}: report written to {} ({} charts)",
+            self.protocol,
+            path.display(),
+            self.plots.len()
+        );
+        Ok(())
+    }
+
     fn charts(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         if !self.verification.is_empty() {
@@ -514,13 +526,7 @@ pub fn finish(
         report.calibration = Some(calibration);
     }
     if let Some(dir) = &output.report {
-        let path = report.write(dir)?;
-        eprintln!(
-            "eval {}: report written to {} ({} charts)",
-            report.protocol,
-            path.display(),
-            report.plots.len()
-        );
+        report.save(dir)?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use biomatch_datasets::identification::{Identification, MatedSearch};
 use biomatch_datasets::synth_gallery::SynthFaces;
 use biomatch_engine::index::flat::{FlatConfig, FlatIndex};
 use biomatch_engine::index::{Dtype, Metric};
+use biomatch_engine::vector::dot_f32 as dot;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -146,7 +147,6 @@ pub fn eval_synthetic(args: &SyntheticArgs) -> Result<()> {
     })?;
     let searches_per_s = outcomes.len() as f64 / searched.elapsed().as_secs_f64();
 
-    let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
     let mut mated = Vec::with_capacity(args.probes);
     let mut nonmated = Vec::with_capacity(args.probes * 2);
     for (k, (query, hits)) in outcomes.iter().enumerate() {
@@ -224,12 +224,7 @@ pub fn eval_synthetic(args: &SyntheticArgs) -> Result<()> {
         plots: vec![],
     };
     if let Some(dir) = &args.output.report {
-        let path = report.write(dir)?;
-        eprintln!(
-            "eval synthetic: report written to {} ({} charts)",
-            path.display(),
-            report.plots.len()
-        );
+        report.save(dir)?;
     }
     Ok(())
 }
