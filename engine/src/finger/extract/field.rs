@@ -36,6 +36,13 @@ impl Field {
         (y / self.block).min(self.bh - 1) * self.bw + (x / self.block).min(self.bw - 1)
     }
 
+    /// Ridge direction in `[0, π)` at pixel `(x, y)`: the enhancement's
+    /// orientation field, interpolated (finer than one block's value).
+    pub(super) fn direction_at(&self, x: f32, y: f32) -> f32 {
+        let v = self.smooth_at(x, y);
+        (0.5 * v[1].atan2(v[0])).rem_euclid(PI)
+    }
+
     /// Orientation field for the enhancement at pixel `(x, y)`, bilinear
     /// between block centres in the doubled-angle domain: `(cos 2θ, sin 2θ)`.
     pub(super) fn smooth_at(&self, x: f32, y: f32) -> [f32; 2] {

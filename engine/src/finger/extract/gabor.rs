@@ -87,23 +87,6 @@ pub(super) fn angle_bin(v: [f32; 2]) -> usize {
     ((theta.rem_euclid(PI) * ANGLES as f32 / PI).round() as usize) % ANGLES
 }
 
-/// Filters the foreground of `img` (pixels of mask blocks, and one block
-/// around them) and returns the ridge map: `true` on ridges (dark lines).
-pub(super) fn ridges(
-    img: &Plane,
-    field: &Field,
-    bank: &Bank,
-    backend: Backend,
-    mask: &[bool],
-) -> Vec<bool> {
-    let response = enhance(img, field, bank, backend, mask);
-    response
-        .iter()
-        .zip(mask)
-        .map(|(&r, &m)| m && r < 0.0)
-        .collect()
-}
-
 /// The Gabor response at every pixel of `mask` (0 elsewhere).
 pub(super) fn enhance(
     img: &Plane,

@@ -11,17 +11,23 @@
 //!    from the spectrum of grey levels sampled across the ridges.
 //! 2. **Enhancement** ([`gabor`]): every foreground pixel is filtered with
 //!    the even Gabor filter of its direction and period; the sign of the
-//!    response separates ridges from valleys.
+//!    response separates ridges from valleys. The foreground is then
+//!    refined per pixel: where the response's local RMS (over
+//!    25 × 25 pixels) is below 0.3 × its median over the finger there are
+//!    no ridges to speak of (blank margins inside edge blocks, textured
+//!    background, faded contact), and those pixels become background.
+//!    Valley specks enclosed by a ridge (pores, < 20 pixels) are filled.
 //! 3. **Thinning** ([`skeleton`]): Zhang–Suen, then a pass that leaves the
 //!    ridges one 8-connected pixel wide.
 //! 4. **Minutiae**: skeleton pixels with one neighbour are endings, those
-//!    with three branches bifurcations. Direction: the ridge orientation
-//!    at the minutia, turned towards the ridge the minutia sits on (an
-//!    ending points along its ridge, away from the gap; a bifurcation
-//!    between its two branches), as ISO/IEC 19794-2 defines it.
+//!    with three branches bifurcations. Direction: the smoothed ridge
+//!    orientation interpolated at the minutia, turned towards the ridge
+//!    the minutia sits on (an ending points along its ridge, away from the
+//!    gap; a bifurcation between its two branches), as ISO/IEC 19794-2
+//!    defines it.
 //! 5. **False minutiae** are dropped: endings whose ridge runs on into
 //!    the background (the edge cut it), anything within a few pixels of
-//!    the edge or in blocks of low coherence, spurs (an ending whose ridge reaches a
+//!    the edge, spurs (an ending whose ridge reaches a
 //!    bifurcation within 1.2 periods), short ridges (two endings joined by
 //!    a short ridge), bridges and holes (two bifurcations joined by a short
 //!    ridge), broken ridges (two endings facing each other across a short
@@ -84,8 +90,14 @@ pub struct ExtractParams {
     /// Endings whose ridge, continued this far beyond the tip, reaches
     /// the background are dropped (the edge cut the ridge).
     pub edge_look: f32,
-    /// Minutiae in blocks of lower orientation coherence are dropped.
-    pub min_coherence: f32,
+    /// Foreground pixels whose local Gabor response RMS is below this
+    /// fraction of its median over the finger become background.
+    pub min_response: f32,
+    /// Half side of the window of that RMS.
+    pub response_window: usize,
+    /// Valley components enclosed by ridge (pores, specks) smaller than
+    /// this many pixels are filled before thinning.
+    pub max_pore: usize,
     /// Two bifurcations joined by a ridge at most this many ridge periods
     /// long are a bridge or a hole: both dropped.
     pub bridge: f32,
@@ -117,7 +129,9 @@ impl Default for ExtractParams {
             gabor_sigma_across: 3.5,
             border: 4.0,
             edge_look: 16.0,
-            min_coherence: 0.15,
+            min_response: 0.3,
+            response_window: 12,
+            max_pore: 20,
             bridge: 1.2,
             spur: 1.2,
             gap: 2.0,
@@ -304,7 +318,15 @@ impl Extractor {
                 ),
             });
         }
-        let ridges = gabor::ridges(&normal, &field, &self.bank, self.backend, &foreground);
+        let response = gabor::enhance(&normal, &field, &self.bank, self.backend, &foreground);
+        let foreground = responsive(&response, &foreground, w, h, p);
+        let area = foreground.iter().filter(|&&m| m).count();
+        let mut ridges: Vec<bool> = response
+            .iter()
+            .zip(&foreground)
+            .map(|(&r, &m)| m && r < 0.0)
+            .collect();
+        fill_pores(&mut ridges, &foreground, w, h, p.max_pore);
         let skeleton = Skeleton::thin(&ridges, w, h);
         let distance = distance_to_background(&foreground, w, h);
         let minutiae = find_minutiae(&skeleton, &field, &distance, p);
@@ -476,7 +498,7 @@ fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParam
         };
         // The smoothed orientation is steadier than a few skeleton pixels;
         // the walk says which of its two senses.
-        let theta = field.orientation[b];
+        let theta = field.direction_at(m.x + 0.5, m.y + 0.5);
         let refined = [theta, theta + PI]
             .into_iter()
             .min_by(|&a, &c| angle_between(a, traced).total_cmp(&angle_between(c, traced)))
@@ -502,7 +524,7 @@ fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParam
                     || distance[y as usize * w + x as usize] <= 0.0
             })
         };
-        if cut || dist < p.border || coherence < p.min_coherence {
+        if cut || dist < p.border {
             found[k].keep = false;
         }
         for wk in walks.iter().filter(|wk| wk.hit) {
@@ -554,6 +576,84 @@ fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParam
     kept.truncate(p.max_minutiae);
     kept.sort_by_key(|m| m.pixel);
     kept
+}
+
+/// The foreground pixels of `fg` where the Gabor response `resp` has a
+/// local RMS (over a `(2r + 1)²` window) of at least
+/// [`ExtractParams::min_response`] × its median over `fg`.
+fn responsive(resp: &[f32], fg: &[bool], w: usize, h: usize, p: &ExtractParams) -> Vec<bool> {
+    let r = p.response_window;
+    // Integral image of the squared response, a row and column of zeros in front.
+    let mut sums = vec![0f64; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0f64;
+        for x in 0..w {
+            row += f64::from(resp[y * w + x] * resp[y * w + x]);
+            sums[(y + 1) * (w + 1) + x + 1] = sums[y * (w + 1) + x + 1] + row;
+        }
+    }
+    let mut rms = vec![0f32; w * h];
+    for y in 0..h {
+        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
+        for x in 0..w {
+            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+            let n = ((y1 - y0) * (x1 - x0)) as f64;
+            let total = sums[y1 * (w + 1) + x1] - sums[y0 * (w + 1) + x1] - sums[y1 * (w + 1) + x0]
+                + sums[y0 * (w + 1) + x0];
+            rms[y * w + x] = (total.max(0.0) / n).sqrt() as f32;
+        }
+    }
+    let mut inside: Vec<f32> = (0..w * h).filter(|&i| fg[i]).map(|i| rms[i]).collect();
+    if inside.is_empty() {
+        return fg.to_vec();
+    }
+    let middle = inside.len() / 2;
+    let median = *inside.select_nth_unstable_by(middle, f32::total_cmp).1;
+    let floor = p.min_response * median;
+    (0..w * h).map(|i| fg[i] && rms[i] >= floor).collect()
+}
+
+/// Fills the valley components (4-connected, inside the foreground, not
+/// touching the background) of fewer than `max` pixels: pores and specks
+/// that would thin into holes.
+fn fill_pores(ridges: &mut [bool], fg: &[bool], w: usize, h: usize, max: usize) {
+    let mut seen = vec![false; ridges.len()];
+    let mut component = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..ridges.len() {
+        if seen[start] || ridges[start] || !fg[start] {
+            continue;
+        }
+        component.clear();
+        seen[start] = true;
+        stack.push(start);
+        let mut open = false;
+        while let Some(i) = stack.pop() {
+            component.push(i);
+            let (x, y) = (i % w, i / w);
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ];
+            // The image's edge counts as background.
+            open |= neighbours.iter().any(Option::is_none);
+            for j in neighbours.into_iter().flatten() {
+                if !fg[j] {
+                    open = true;
+                } else if !ridges[j] && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        if !open && component.len() < max {
+            for &i in &component {
+                ridges[i] = true;
+            }
+        }
+    }
 }
 
 /// The finger quality score (see [`FingerQuality`]).

@@ -169,3 +169,88 @@ fn truncated_image_is_a_typed_error() {
         Err(Error::Image { .. })
     ));
 }
+
+#[test]
+fn weak_response_leaves_the_foreground() {
+    // A 60 × 40 foreground: a ridge pattern on the left 40 columns, a
+    // blank margin (tiny response) on the right 20.
+    let (w, h) = (60, 40);
+    let response: Vec<f32> = (0..w * h)
+        .map(|i| {
+            let x = i % w;
+            if x < 40 {
+                (2.0 * PI * x as f32 / 9.0).cos()
+            } else {
+                0.01
+            }
+        })
+        .collect();
+    let fg = vec![true; w * h];
+    let p = ExtractParams {
+        response_window: 4,
+        ..ExtractParams::default()
+    };
+    let kept = responsive(&response, &fg, w, h, &p);
+    for y in 0..h {
+        // Ridges stay foreground; the margin, beyond the window's reach, goes.
+        assert!((0..40).all(|x| kept[y * w + x]), "row {y}");
+        assert!((45..60).all(|x| !kept[y * w + x]), "row {y}");
+    }
+    // Background stays background; no foreground at all changes nothing.
+    let none = vec![false; w * h];
+    assert_eq!(responsive(&response, &none, w, h, &p), none);
+}
+
+#[test]
+fn pores_are_filled_but_not_valleys() {
+    // A 30 × 30 ridge block holding a 2 × 2 pore, a 6 × 6 hole, and a
+    // small valley in the corner that opens onto the background row and
+    // the image's edge.
+    let (w, h) = (30, 30);
+    let mut ridges = vec![true; w * h];
+    let mut fg = vec![true; w * h];
+    let mut clear = |x0: usize, y0: usize, side_x: usize, side_y: usize| {
+        for y in y0..y0 + side_y {
+            for x in x0..x0 + side_x {
+                ridges[y * w + x] = false;
+            }
+        }
+    };
+    clear(5, 5, 2, 2);
+    clear(15, 5, 6, 6);
+    clear(0, 25, 3, 2);
+    for x in 0..w {
+        fg[29 * w + x] = false;
+        ridges[29 * w + x] = false;
+    }
+    // Column 1 joins the corner valley to the background row.
+    for y in 25..29 {
+        ridges[y * w + 1] = false;
+    }
+    let mut filled = ridges.clone();
+    fill_pores(&mut filled, &fg, w, h, 20);
+    assert!(filled[5 * w + 5] && filled[6 * w + 6], "the pore is filled");
+    assert!(!filled[7 * w + 17], "the 36-pixel hole stays");
+    assert!(!filled[25 * w + 1], "the open valley stays");
+    let changed = (0..w * h).filter(|&i| filled[i] != ridges[i]).count();
+    assert_eq!(changed, 4);
+}
+
+#[test]
+fn directions_follow_the_interpolated_field() {
+    // Horizontal ridges (rows of period 9): the interpolated direction is
+    // horizontal between block centres too.
+    let img = GrayImage::from_fn(200, 200, |_, y| {
+        Luma([(128.0 + 100.0 * (2.0 * PI * y as f32 / 9.0).cos()) as u8])
+    });
+    let plane = Plane::from_grey(&img);
+    let normal = field::normalise(&plane, 12, 4.0);
+    let f = field::compute(&plane, &normal, &ExtractParams::default());
+    for (x, y) in [(50.5, 50.5), (100.0, 97.3), (151.2, 140.8)] {
+        let theta = f.direction_at(x, y);
+        assert!(
+            angle_between(theta, 0.0).min(angle_between(theta, PI)) < 0.05,
+            "{theta}"
+        );
+    }
+}
