@@ -309,18 +309,10 @@ impl Extractor {
         let foreground: Vec<bool> = (0..w * h)
             .map(|i| field.mask[field.block_of(i % w, i / w)])
             .collect();
-        let area = foreground.iter().filter(|&&m| m).count();
-        if area < p.min_area {
-            return Err(Error::NoFinger {
-                reason: format!(
-                    "ridge area {area} px at 500 dpi, at least {} needed",
-                    p.min_area
-                ),
-            });
-        }
+        ridge_area(&foreground, p.min_area)?;
         let response = gabor::enhance(&normal, &field, &self.bank, self.backend, &foreground);
         let foreground = responsive(&response, &foreground, w, h, p);
-        let area = foreground.iter().filter(|&&m| m).count();
+        let area = ridge_area(&foreground, p.min_area)?;
         let mut ridges: Vec<bool> = response
             .iter()
             .zip(&foreground)
@@ -344,6 +336,17 @@ impl Extractor {
             skeleton: skeleton_px,
         })
     }
+}
+
+/// The foreground's area in pixels, or "no finger" below `min`.
+fn ridge_area(foreground: &[bool], min: usize) -> Result<usize> {
+    let area = foreground.iter().filter(|&&m| m).count();
+    if area < min {
+        return Err(Error::NoFinger {
+            reason: format!("ridge area {area} px at 500 dpi, at least {min} needed"),
+        });
+    }
+    Ok(area)
 }
 
 /// A minutia found on the skeleton (working frame).
