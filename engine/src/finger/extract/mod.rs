@@ -28,11 +28,12 @@
 //! 5. **False minutiae** are dropped: endings whose ridge runs on into
 //!    the background (the edge cut it), anything within a few pixels of
 //!    the edge, spurs (an ending whose ridge reaches a
-//!    bifurcation within 1.2 periods), short ridges (two endings joined by
+//!    bifurcation within half a period), short ridges (two endings joined by
 //!    a short ridge), bridges and holes (two bifurcations joined by a short
 //!    ridge), broken ridges (two endings facing each other across a short
-//!    gap along the ridge flow), and any two minutiae closer than half a
-//!    period.
+//!    gap along the ridge flow), and any two minutiae closer than 0.3
+//!    period. Each rule drops both minutiae, so the lengths are short:
+//!    longer ones dropped real pairs.
 //!
 //! Each minutia gets a quality from its block's coherence and its distance
 //! to the edge; the finger gets a [`FingerQuality`] score (area, coherence,
@@ -132,10 +133,10 @@ impl Default for ExtractParams {
             min_response: 0.3,
             response_window: 12,
             max_pore: 20,
-            bridge: 1.2,
-            spur: 1.2,
-            gap: 2.0,
-            crowd: 0.5,
+            bridge: 0.5,
+            spur: 0.5,
+            gap: 0.8,
+            crowd: 0.3,
             max_minutiae: 128,
             min_area: 12_000,
             min_quality: 20,
@@ -466,7 +467,9 @@ fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParam
         let m = found[k];
         let b = field.block_of(m.x as usize, m.y as usize);
         let period = field.period[b];
-        let reach = (p.spur.max(p.bridge) * period).round() as usize;
+        // Walk far enough for the short-ridge rules and for one period of
+        // direction.
+        let reach = (p.spur.max(p.bridge).max(1.0) * period).round() as usize;
         let dir_steps = period.round() as usize;
         let starts = s.branch_starts(m.pixel);
         let walks: Vec<skeleton::Walk> = starts
