@@ -238,19 +238,27 @@ fn pores_are_filled_but_not_valleys() {
 
 #[test]
 fn directions_follow_the_interpolated_field() {
-    // Horizontal ridges (rows of period 9): the interpolated direction is
-    // horizontal between block centres too.
-    let img = GrayImage::from_fn(200, 200, |_, y| {
-        Luma([(128.0 + 100.0 * (2.0 * PI * y as f32 / 9.0).cos()) as u8])
-    });
-    let plane = Plane::from_grey(&img);
-    let normal = field::normalise(&plane, 12, 4.0);
-    let f = field::compute(&plane, &normal, &ExtractParams::default());
-    for (x, y) in [(50.5, 50.5), (100.0, 97.3), (151.2, 140.8)] {
-        let theta = f.direction_at(x, y);
-        assert!(
-            angle_between(theta, 0.0).min(angle_between(theta, PI)) < 0.05,
-            "{theta}"
-        );
+    // Straight ridges of period 9 at 0°, 30° and 120° (image axes, y
+    // down): the interpolated direction is the ridges' own, between block
+    // centres too (a wrong sign or a gradient-for-ridge swap shows at the
+    // oblique angles).
+    for degrees in [0f32, 30.0, 120.0] {
+        let theta = degrees.to_radians();
+        let img = GrayImage::from_fn(200, 200, |x, y| {
+            let across = -(x as f32) * theta.sin() + y as f32 * theta.cos();
+            Luma([(128.0 + 100.0 * (2.0 * PI * across / 9.0).cos()) as u8])
+        });
+        let plane = Plane::from_grey(&img);
+        let normal = field::normalise(&plane, 12, 4.0);
+        let f = field::compute(&plane, &normal, &ExtractParams::default());
+        for (x, y) in [(50.5, 50.5), (100.0, 97.3), (151.2, 140.8)] {
+            let got = f.direction_at(x, y);
+            let error = angle_between(got, theta).min(angle_between(got, theta + PI));
+            assert!(
+                error < 0.05,
+                "{degrees}° at ({x}, {y}): {}°",
+                got.to_degrees()
+            );
+        }
     }
 }
