@@ -65,6 +65,39 @@ pub fn biomatch() -> Command {
     cmd
 }
 
+/// Runs `cmd`, asserts that it succeeded (its stderr as the message) and
+/// parses its stdout as JSON.
+pub fn json_stdout(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// `biomatch ARGS`, which must succeed, its stdout parsed as JSON.
+pub fn biomatch_json(args: &[&str]) -> serde_json::Value {
+    json_stdout(biomatch().args(args))
+}
+
+/// `path` when it exists. Otherwise the test skips (`None`), except under
+/// `CI=true`, where missing data or a missing tool (`what`) is a failure.
+pub fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI=true and {what} is missing at {}",
+        path.display()
+    );
+    eprintln!("SKIPPED: no {what} at {}", path.display());
+    None
+}
+
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

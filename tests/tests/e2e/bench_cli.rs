@@ -2,37 +2,31 @@
 //! data and print the documented JSON objects; compare agrees with faiss
 //! where both sides are exact.
 
-use biomatch_tests::{biomatch, repo_root};
+use biomatch_tests::{biomatch, json_stdout, repo_root, required};
 
 #[test]
 fn bench_flat_prints_the_documented_json() {
     let dir = tempfile::tempdir().unwrap();
     for dtype in ["f32", "i8"] {
         let data = dir.path().join(dtype);
-        let out = biomatch()
-            .args([
-                "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
-            ])
-            .args([
-                "--queries",
-                "20",
-                "--batch",
-                "8",
-                "--rounds",
-                "2",
-                "--threads",
-                "2",
-            ])
-            .args(["--bandwidth-mib", "16", "--json", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let report = json_stdout(
+            biomatch()
+                .args([
+                    "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
+                ])
+                .args([
+                    "--queries",
+                    "20",
+                    "--batch",
+                    "8",
+                    "--rounds",
+                    "2",
+                    "--threads",
+                    "2",
+                ])
+                .args(["--bandwidth-mib", "16", "--json", "--data-dir"])
+                .arg(&data),
         );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for field in [
             "single_query_ms_p50",
             "scan_gbps",
@@ -68,27 +62,25 @@ fn bench_flat_prints_the_documented_json() {
         );
 
         // The second run reuses the data on disk.
-        let out = biomatch()
-            .args([
-                "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
-            ])
-            .args([
-                "--queries",
-                "5",
-                "--batch",
-                "4",
-                "--rounds",
-                "1",
-                "--bandwidth-mib",
-                "16",
-                "--json",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = json_stdout(
+            biomatch()
+                .args([
+                    "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
+                ])
+                .args([
+                    "--queries",
+                    "5",
+                    "--batch",
+                    "4",
+                    "--rounds",
+                    "1",
+                    "--bandwidth-mib",
+                    "16",
+                    "--json",
+                    "--data-dir",
+                ])
+                .arg(&data),
+        );
         assert!(
             report["build_s"].is_null(),
             "reused data reports no build time: {report}"
@@ -109,29 +101,23 @@ fn bench_flat_rejects_bad_arguments() {
 #[test]
 fn bench_gallery_prints_the_documented_json() {
     let dir = tempfile::tempdir().unwrap();
-    let out = biomatch()
-        .args([
-            "bench", "gallery", "--n", "2000", "--dim", "32", "--batch", "64",
-        ])
-        .args([
-            "--single",
-            "20",
-            "--queries",
-            "10",
-            "--threads",
-            "2",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("gallery"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = json_stdout(
+        biomatch()
+            .args([
+                "bench", "gallery", "--n", "2000", "--dim", "32", "--batch", "64",
+            ])
+            .args([
+                "--single",
+                "20",
+                "--queries",
+                "10",
+                "--threads",
+                "2",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("gallery")),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for field in [
         "single_enroll_per_s",
         "batch_enroll_per_s",
@@ -154,30 +140,24 @@ fn bench_gallery_prints_the_documented_json() {
 #[test]
 fn bench_http_loads_a_running_server() {
     let server = biomatch_tests::Server::start(&[]).unwrap();
-    let out = biomatch()
-        .args([
-            "bench",
-            "http",
-            "--subjects",
-            "300",
-            "--concurrency",
-            "2",
-            "--requests",
-            "10",
-            "--json",
-        ])
-        .arg("--url")
-        .arg(&server.url)
-        .arg("--data")
-        .arg(biomatch_tests::repo_root().join("../shared/datasets/lfw"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_stdout(
+        biomatch()
+            .args([
+                "bench",
+                "http",
+                "--subjects",
+                "300",
+                "--concurrency",
+                "2",
+                "--requests",
+                "10",
+                "--json",
+            ])
+            .arg("--url")
+            .arg(&server.url)
+            .arg("--data")
+            .arg(biomatch_tests::repo_root().join("../shared/datasets/lfw")),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["gallery_subjects"], 305, "{r}");
     let workloads = r["workloads"].as_array().unwrap();
     assert_eq!(workloads.len(), 4);
@@ -200,54 +180,41 @@ fn bench_compare_agrees_with_faiss_on_exact_configurations() {
     let python = std::env::var_os("BIOMATCH_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".tools/py/bin/python"));
-    if !python.exists() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true and no faiss python at {} (scripts/setup-faiss)",
-            python.display()
-        );
-        eprintln!("SKIPPED: no faiss python at {}", python.display());
+    let Some(python) = required(python, "faiss python (scripts/setup-faiss)") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let out = biomatch()
-        .current_dir(repo_root())
-        .args([
-            "bench",
-            "compare",
-            "--n",
-            "5000",
-            "--dims",
-            "32",
-            "--queries",
-            "64",
-            "--single-queries",
-            "8",
-            "--rounds",
-            "1",
-            "--nlist",
-            "16",
-            "--nprobe",
-            "16",
-            "--ef",
-            "64",
-            "--threshold",
-            "0.45",
-            "--json",
-            "--data",
-        ])
-        .arg(tmp.path())
-        .arg("--python")
-        .arg(&python)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_stdout(
+        biomatch()
+            .current_dir(repo_root())
+            .args([
+                "bench",
+                "compare",
+                "--n",
+                "5000",
+                "--dims",
+                "32",
+                "--queries",
+                "64",
+                "--single-queries",
+                "8",
+                "--rounds",
+                "1",
+                "--nlist",
+                "16",
+                "--nprobe",
+                "16",
+                "--ef",
+                "64",
+                "--threshold",
+                "0.45",
+                "--json",
+                "--data",
+            ])
+            .arg(tmp.path())
+            .arg("--python")
+            .arg(&python),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = r["rows"].as_array().unwrap();
     // 3 pairs × (single, batch64, batch1024) + f32 threshold + HNSW + IVF.
     assert_eq!(rows.len(), 12, "{r}");

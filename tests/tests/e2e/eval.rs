@@ -5,21 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use biomatch_tests::{Server, biomatch, repo_root};
+use biomatch_tests::{Server, biomatch, biomatch_json, repo_root, required};
 use serde_json::{Value, json};
 
 fn run(args: &[&str]) -> std::process::Output {
     biomatch().args(args).output().unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -57,7 +47,7 @@ fn eval_synthetic_writes_report_json_and_charts() {
         .collect()
     };
     let a = args("i8", &report);
-    let r = ok_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = biomatch_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let rank1 = r["rank1"].as_f64().unwrap();
     assert!((0.8..=1.0).contains(&rank1), "{r}");
     let cmc: Vec<f64> = r["cmc"]
@@ -97,7 +87,7 @@ fn eval_synthetic_writes_report_json_and_charts() {
 
     // Seeded: f32 storage gives the same vectors; i8 search with exact
     // re-scoring finds the same ranks here.
-    let again = ok_json(
+    let again = biomatch_json(
         &args("f32", &tmp.path().join("f32"))
             .iter()
             .map(String::as_str)
@@ -120,14 +110,7 @@ fn eval_synthetic_writes_report_json_and_charts() {
 
 /// A slice of LFW: the first `people` identities (by name) as symlinks.
 fn lfw_slice(root: &Path, people: usize) -> Option<PathBuf> {
-    let lfw = repo_root().join("../shared/datasets/lfw/images");
-    if !lfw.is_dir() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true and LFW is missing at {}", lfw.display());
-        }
-        eprintln!("SKIPPED: no LFW at {}", lfw.display());
-        return None;
-    }
+    let lfw = required(repo_root().join("../shared/datasets/lfw/images"), "LFW")?;
     let mut names: Vec<PathBuf> = lfw.read_dir().unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let images = root.join("lfw/images");
@@ -164,7 +147,7 @@ fn eval_lfw_1n_calibrates_the_manifest_and_the_server_uses_it() {
     };
     let models = models_copy(tmp.path());
     let report = tmp.path().join("report");
-    let r = ok_json(&[
+    let r = biomatch_json(&[
         "eval",
         "lfw-1n",
         "--data",
@@ -252,19 +235,12 @@ fn eval_lfw_1n_calibrates_the_manifest_and_the_server_uses_it() {
 #[test]
 fn eval_fvc_reports_each_set_as_a_score_set() {
     let data = repo_root().join("../shared/datasets/fvc2002");
-    if !data.join("DB1_B/101_1.iso").exists() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true and FVC2002 is missing at {}",
-            data.display()
-        );
-        eprintln!("SKIPPED: no FVC2002 at {}", data.display());
+    if required(data.join("DB1_B/101_1.iso"), "FVC2002").is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("fvc");
-    let r = ok_json(&[
+    let r = biomatch_json(&[
         "eval",
         "fvc",
         "--data",

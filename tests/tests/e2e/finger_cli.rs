@@ -4,31 +4,11 @@
 
 use std::path::PathBuf;
 
-use biomatch_tests::{biomatch, repo_root};
+use biomatch_tests::{biomatch, biomatch_json as json, repo_root, required};
 
 fn fvc() -> Option<PathBuf> {
     let dir = repo_root().join("../shared/datasets/fvc2002");
-    if dir.join("DB1_B/101_1.iso").exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "CI=true and the FVC2002 records are missing at {}",
-            dir.display()
-        );
-    }
-    eprintln!("SKIPPED: no FVC2002 records at {}", dir.display());
-    None
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = biomatch().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    required(dir.join("DB1_B/101_1.iso"), "the FVC2002 records").map(|_| dir)
 }
 
 #[test]
