@@ -63,36 +63,51 @@ impl Field {
     }
 }
 
+/// Summed-area table of a `w × h` grid, with a row and a column of zeros
+/// in front: the mean over any square window in four lookups.
+pub(super) struct Integral {
+    w: usize,
+    h: usize,
+    sums: Vec<f64>,
+}
+
+impl Integral {
+    /// The table of `value(i)` for every cell `i` (row-major).
+    pub(super) fn new(w: usize, h: usize, value: impl Fn(usize) -> f64) -> Integral {
+        let mut sums = vec![0f64; (w + 1) * (h + 1)];
+        for y in 0..h {
+            let mut row = 0f64;
+            for x in 0..w {
+                row += value(y * w + x);
+                let i = (y + 1) * (w + 1) + x + 1;
+                sums[i] = sums[i - w - 1] + row;
+            }
+        }
+        Integral { w, h, sums }
+    }
+
+    /// Mean over the `(2r + 1)²` window around `(x, y)`, clipped to the grid.
+    pub(super) fn window_mean(&self, x: usize, y: usize, r: usize) -> f64 {
+        let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(self.w));
+        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(self.h));
+        let at = |xx: usize, yy: usize| self.sums[yy * (self.w + 1) + xx];
+        let total = at(x1, y1) - at(x1, y0) - at(x0, y1) + at(x0, y0);
+        total / ((y1 - y0) * (x1 - x0)) as f64
+    }
+}
+
 /// Local contrast normalisation: each pixel minus the mean of the
 /// `(2r + 1)²` window around it, over the window's standard deviation (at
 /// least `floor` grey levels), so light and dark prints look alike.
 pub(super) fn normalise(img: &Plane, r: usize, floor: f32) -> Plane {
     let (w, h) = (img.w, img.h);
-    // Integral images of I and I², one row and column of zeros in front.
-    let mut s1 = vec![0f64; (w + 1) * (h + 1)];
-    let mut s2 = vec![0f64; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let (mut r1, mut r2) = (0f64, 0f64);
-        for (x, &v) in img.row(y).iter().enumerate() {
-            r1 += v as f64;
-            r2 += (v * v) as f64;
-            let i = (y + 1) * (w + 1) + x + 1;
-            s1[i] = s1[i - w - 1] + r1;
-            s2[i] = s2[i - w - 1] + r2;
-        }
-    }
+    let s1 = Integral::new(w, h, |i| img.data[i] as f64);
+    let s2 = Integral::new(w, h, |i| (img.data[i] * img.data[i]) as f64);
     let mut data = vec![0f32; w * h];
     for y in 0..h {
-        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
         for x in 0..w {
-            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-            let n = ((y1 - y0) * (x1 - x0)) as f64;
-            let sum = |t: &[f64]| {
-                t[y1 * (w + 1) + x1] - t[y0 * (w + 1) + x1] - t[y1 * (w + 1) + x0]
-                    + t[y0 * (w + 1) + x0]
-            };
-            let mean = sum(&s1) / n;
-            let var = (sum(&s2) / n - mean * mean).max(0.0);
+            let mean = s1.window_mean(x, y, r);
+            let var = (s2.window_mean(x, y, r) - mean * mean).max(0.0);
             let sd = (var.sqrt() as f32).max(floor);
             data[y * w + x] = (img.data[y * w + x] - mean as f32) / sd;
         }

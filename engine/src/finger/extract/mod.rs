@@ -588,27 +588,11 @@ fn find_minutiae(s: &Skeleton, field: &Field, distance: &[f32], p: &ExtractParam
 /// local RMS (over a `(2r + 1)²` window) of at least
 /// [`ExtractParams::min_response`] × its median over `fg`.
 fn responsive(resp: &[f32], fg: &[bool], w: usize, h: usize, p: &ExtractParams) -> Vec<bool> {
-    let r = p.response_window;
-    // Integral image of the squared response, a row and column of zeros in front.
-    let mut sums = vec![0f64; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let mut row = 0f64;
-        for x in 0..w {
-            row += f64::from(resp[y * w + x] * resp[y * w + x]);
-            sums[(y + 1) * (w + 1) + x + 1] = sums[y * (w + 1) + x + 1] + row;
-        }
-    }
-    let mut rms = vec![0f32; w * h];
-    for y in 0..h {
-        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
-        for x in 0..w {
-            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-            let n = ((y1 - y0) * (x1 - x0)) as f64;
-            let total = sums[y1 * (w + 1) + x1] - sums[y0 * (w + 1) + x1] - sums[y1 * (w + 1) + x0]
-                + sums[y0 * (w + 1) + x0];
-            rms[y * w + x] = (total.max(0.0) / n).sqrt() as f32;
-        }
-    }
+    let energy = field::Integral::new(w, h, |i| f64::from(resp[i] * resp[i]));
+    let rms: Vec<f32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| energy.window_mean(x, y, p.response_window).max(0.0).sqrt() as f32)
+        .collect();
     let mut inside: Vec<f32> = (0..w * h).filter(|&i| fg[i]).map(|i| rms[i]).collect();
     if inside.is_empty() {
         return fg.to_vec();
