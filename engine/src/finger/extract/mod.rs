@@ -80,7 +80,7 @@ pub struct ExtractParams {
     /// σ, in blocks, of the smoothing of the orientation used by the
     /// enhancement.
     pub orientation_smoothing: f32,
-    /// Gabor kernel radius.
+    /// Gabor kernel radius (at most 63).
     pub gabor_radius: usize,
     /// Gabor envelope σ along the ridges.
     pub gabor_sigma_along: f32,
