@@ -46,20 +46,53 @@ impl Field {
     /// Orientation field for the enhancement at pixel `(x, y)`, bilinear
     /// between block centres in the doubled-angle domain: `(cos 2θ, sin 2θ)`.
     pub(super) fn smooth_at(&self, x: f32, y: f32) -> [f32; 2] {
-        let b = self.block as f32;
-        let fx = (x / b - 0.5).clamp(0.0, (self.bw - 1) as f32);
-        let fy = (y / b - 0.5).clamp(0.0, (self.bh - 1) as f32);
-        let (x0, y0) = (fx as usize, fy as usize);
-        let (x1, y1) = ((x0 + 1).min(self.bw - 1), (y0 + 1).min(self.bh - 1));
-        let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+        self.smooth_between(&self.lerp_x(x), &self.lerp_y(y))
+    }
+
+    /// The block columns around `x` and the weight of the right one.
+    pub(super) fn lerp_x(&self, x: f32) -> Lerp {
+        Lerp::new(x / self.block as f32 - 0.5, self.bw)
+    }
+
+    /// The block rows around `y` and the weight of the lower one.
+    pub(super) fn lerp_y(&self, y: f32) -> Lerp {
+        Lerp::new(y / self.block as f32 - 0.5, self.bh)
+    }
+
+    /// [`Field::smooth_at`] between the blocks that `column` and `row`
+    /// pick (callers filling a grid compute each once).
+    pub(super) fn smooth_between(&self, column: &Lerp, row: &Lerp) -> [f32; 2] {
         let at = |bx: usize, by: usize| self.smooth[by * self.bw + bx];
+        let (tx, ty) = (column.t, row.t);
         let mut out = [0f32; 2];
         for (c, o) in out.iter_mut().enumerate() {
-            let top = at(x0, y0)[c] * (1.0 - tx) + at(x1, y0)[c] * tx;
-            let bottom = at(x0, y1)[c] * (1.0 - tx) + at(x1, y1)[c] * tx;
+            let top = at(column.lo, row.lo)[c] * (1.0 - tx) + at(column.hi, row.lo)[c] * tx;
+            let bottom = at(column.lo, row.hi)[c] * (1.0 - tx) + at(column.hi, row.hi)[c] * tx;
             *o = top * (1.0 - ty) + bottom * ty;
         }
         out
+    }
+}
+
+/// One axis of a bilinear interpolation between block centres: the lower
+/// and upper block and the upper one's weight.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lerp {
+    lo: usize,
+    hi: usize,
+    t: f32,
+}
+
+impl Lerp {
+    /// At `f` block units from the first centre, on `n` blocks (clamped).
+    fn new(f: f32, n: usize) -> Lerp {
+        let f = f.clamp(0.0, (n - 1) as f32);
+        let lo = f as usize;
+        Lerp {
+            lo,
+            hi: (lo + 1).min(n - 1),
+            t: f - lo as f32,
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 
 use std::f32::consts::PI;
 
-use super::field::Field;
-use super::{ExtractParams, Plane};
+use super::Plane;
+use super::field::{self, Field};
 use crate::vector::Backend;
 
 /// Directions in the bank (11.25° apart).
@@ -32,15 +32,16 @@ pub(super) struct Bank {
 }
 
 impl Bank {
+    /// Kernels of `radius` with envelope σs `along` and `across` the ridges.
+    ///
     /// # Panics
-    /// If `p.gabor_radius` is above 63.
-    pub(super) fn new(p: &ExtractParams) -> Bank {
-        let radius = p.gabor_radius;
+    /// If `radius` is above 63.
+    pub(super) fn new(radius: usize, along: f32, across: f32) -> Bank {
         let side = 2 * radius + 1;
         let stride = side.div_ceil(8) * 8;
         assert!(
             stride <= 8 * MAX_COLUMNS,
-            "gabor_radius {radius}: at most 63"
+            "Gabor radius {radius}: at most 63"
         );
         let size = stride * side;
         let mut kernels = vec![0f32; ANGLES * PERIODS * size];
@@ -55,14 +56,12 @@ impl Bank {
                     for dx in 0..side {
                         let (x, y) = (dx as f32 - radius as f32, dy as f32 - radius as f32);
                         // Along the ridge and across it.
-                        let along = x * c + y * s;
-                        let across = -x * s + y * c;
-                        let env = (-0.5
-                            * (along * along / (p.gabor_sigma_along * p.gabor_sigma_along)
-                                + across * across / (p.gabor_sigma_across * p.gabor_sigma_across)))
-                            .exp();
+                        let u = x * c + y * s;
+                        let v = -x * s + y * c;
+                        let env =
+                            (-0.5 * (u * u / (along * along) + v * v / (across * across))).exp();
                         envelope[dy * stride + dx] = env;
-                        k[dy * stride + dx] = env * (2.0 * PI * across / period).cos();
+                        k[dy * stride + dx] = env * (2.0 * PI * v / period).cos();
                     }
                 }
                 // Zero mean: flat regions give no response, whatever their grey level.
@@ -117,11 +116,32 @@ pub(super) fn angle_bin(v: [f32; 2]) -> usize {
     k % ANGLES
 }
 
-/// The Gabor response at every pixel of `mask` (0 elsewhere).
+/// The kernel (direction bin and period) each pixel of `mask` is filtered
+/// with, for any bank: the orientation is interpolated once however many
+/// banks filter the image.
+pub(super) fn kernel_choice(field: &Field, mask: &[bool], w: usize, h: usize) -> Vec<u16> {
+    let columns: Vec<field::Lerp> = (0..w).map(|x| field.lerp_x(x as f32 + 0.5)).collect();
+    let mut choice = vec![0u16; w * h];
+    for y in 0..h {
+        let row = field.lerp_y(y as f32 + 0.5);
+        for (x, column) in columns.iter().enumerate() {
+            if mask[y * w + x] {
+                let angle = angle_bin(field.smooth_between(column, &row));
+                let period = field.period[field.block_of(x, y)];
+                choice[y * w + x] = Bank::index(angle, period);
+            }
+        }
+    }
+    choice
+}
+
+/// The response of `bank` at every pixel of `mask` (0 elsewhere), each
+/// pixel with the kernel of `choice` (made by [`kernel_choice`] for a mask
+/// that covers `mask`).
 pub(super) fn enhance(
     img: &Plane,
-    field: &Field,
     bank: &Bank,
+    choice: &[u16],
     backend: Backend,
     mask: &[bool],
 ) -> Vec<f32> {
@@ -138,18 +158,6 @@ pub(super) fn enhance(
             padded[y * pw + x] = src[x.saturating_sub(r).min(img.w - 1)];
         }
     }
-    // The kernel of every pixel first: the orientation interpolation stays
-    // out of the filtering loop.
-    let mut kernel_of = vec![0u16; img.w * img.h];
-    for y in 0..img.h {
-        for x in 0..img.w {
-            if mask[y * img.w + x] {
-                let angle = angle_bin(field.smooth_at(x as f32 + 0.5, y as f32 + 0.5));
-                let period = field.period[field.block_of(x, y)];
-                kernel_of[y * img.w + x] = Bank::index(angle, period);
-            }
-        }
-    }
     let dot = if backend == Backend::Scalar {
         dot_rows
     } else {
@@ -160,7 +168,7 @@ pub(super) fn enhance(
         for x in 0..img.w {
             let i = y * img.w + x;
             if mask[i] {
-                let kernel = bank.kernel(kernel_of[i]);
+                let kernel = bank.kernel(choice[i]);
                 out[i] = dot(&padded[y * pw + x..], pw, kernel, bank.stride, side);
             }
         }

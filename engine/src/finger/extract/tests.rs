@@ -191,19 +191,21 @@ fn simd_and_portable_enhancement_agree() {
         return;
     };
     let params = ExtractParams::default();
-    let fast = Extractor::with_backend(params.clone(), Backend::detect());
-    let portable = Extractor::with_backend(params, Backend::Scalar);
+    let fast = Extractor::with_backend(params, Backend::detect());
     let plane = Plane::from_grey(&img);
     let normal = field::normalise(&plane, 12, 4.0);
     let field = field::compute(&plane, &normal, &fast.params);
     let mask: Vec<bool> = (0..plane.w * plane.h)
         .map(|i| field.mask[field.block_of(i % plane.w, i / plane.w)])
         .collect();
-    let a = gabor::enhance(&normal, &field, &fast.bank, fast.backend, &mask);
-    let b = gabor::enhance(&normal, &field, &portable.bank, Backend::Scalar, &mask);
-    assert!(a.iter().any(|&v| v != 0.0));
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.to_bits(), y.to_bits(), "{x} vs {y}");
+    let choice = gabor::kernel_choice(&field, &mask, plane.w, plane.h);
+    for bank in [&fast.bank, fast.fine_bank.as_ref().unwrap()] {
+        let a = gabor::enhance(&normal, bank, &choice, fast.backend, &mask);
+        let b = gabor::enhance(&normal, bank, &choice, Backend::Scalar, &mask);
+        assert!(a.iter().any(|&v| v != 0.0));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.to_bits(), y.to_bits(), "{x} vs {y}");
+        }
     }
 }
 
@@ -220,6 +222,92 @@ fn fvc_images_extract_with_plausible_counts() {
         assert!((15..=100).contains(&n), "DB{db}: {n} minutiae");
         assert!(e.quality.score >= 30, "DB{db}: {:?}", e.quality);
     }
+}
+
+#[test]
+fn the_fine_pass_only_adds_minutiae_away_from_the_main_ones() {
+    let main_only = Extractor::new(ExtractParams {
+        fine: None,
+        ..ExtractParams::default()
+    });
+    let both = Extractor::new(ExtractParams::default());
+    let spacing = ExtractParams::default().fine.unwrap().spacing;
+    let mut added = 0;
+    for (db, dpi) in [(1, 500.0), (2, 569.0), (3, 500.0), (4, 500.0)] {
+        let Some(img) = fvc_image(db, 104, 2) else {
+            return;
+        };
+        let a = main_only.analyse(&img, dpi).unwrap();
+        let b = both.analyse(&img, dpi).unwrap();
+        let (ma, mb) = (
+            &a.extraction.record.views[0].minutiae,
+            &b.extraction.record.views[0].minutiae,
+        );
+        // Same foreground and main skeleton; every main minutia is kept.
+        assert_eq!(a.foreground, b.foreground);
+        assert_eq!(a.skeleton, b.skeleton);
+        for m in ma {
+            assert!(mb.contains(m), "DB{db}: {m:?} lost");
+        }
+        // The others are at least the spacing (in the smallest period the
+        // field allows, scaled to the input) from every main minutia.
+        let min_gap = spacing * 4.5 * a.scale;
+        for m in mb.iter().filter(|m| !ma.contains(m)) {
+            added += 1;
+            for o in ma {
+                let d = (f32::from(m.x) - f32::from(o.x)).hypot(f32::from(m.y) - f32::from(o.y));
+                assert!(d > min_gap - 1.0, "DB{db}: {m:?} {d} px from {o:?}");
+            }
+        }
+    }
+    assert!(added > 0, "the fine pass added nothing on four prints");
+}
+
+#[test]
+fn isolated_minutiae_are_added_up_to_the_cap() {
+    // Straight ridges of period 9 px.
+    let img = GrayImage::from_fn(320, 320, |_, y| {
+        Luma([(128.0 + 100.0 * (2.0 * PI * y as f32 / 9.0).cos()) as u8])
+    });
+    let plane = Plane::from_grey(&img);
+    let field = field::compute(
+        &plane,
+        &field::normalise(&plane, 12, 4.0),
+        &ExtractParams::default(),
+    );
+    assert!((field.period[field.block_of(150, 150)] - 9.0).abs() < 0.5);
+    let at = |x: f32, y: f32, quality: f32| Found {
+        pixel: (y as usize) * 320 + x as usize,
+        x,
+        y,
+        kind: MinutiaKind::Ending,
+        direction: 0.0,
+        quality,
+        keep: true,
+    };
+    let mut kept = vec![at(100.0, 100.0, 0.9), at(200.0, 100.0, 0.8)];
+    // 10 px (closer than 2 periods of 9 px), 30 px and 100 px away.
+    let extra = [
+        at(110.0, 100.0, 1.0),
+        at(100.0, 130.0, 0.5),
+        at(300.0, 300.0, 0.1),
+    ];
+    add_isolated(&mut kept, &extra, &field, 2.0, 10);
+    let xy: Vec<(f32, f32)> = kept.iter().map(|m| (m.x, m.y)).collect();
+    assert_eq!(
+        xy,
+        [
+            (100.0, 100.0),
+            (200.0, 100.0),
+            (100.0, 130.0),
+            (300.0, 300.0)
+        ]
+    );
+    // At most `max`, the best by quality, in pixel order.
+    let mut capped = vec![at(100.0, 100.0, 0.9), at(200.0, 100.0, 0.8)];
+    add_isolated(&mut capped, &extra, &field, 2.0, 3);
+    let xy: Vec<(f32, f32)> = capped.iter().map(|m| (m.x, m.y)).collect();
+    assert_eq!(xy, [(100.0, 100.0), (200.0, 100.0), (100.0, 130.0)]);
 }
 
 #[test]
