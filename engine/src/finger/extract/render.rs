@@ -1,6 +1,7 @@
 //! A picture of an extraction, for people: the image with the background
-//! dimmed, the ridge skeleton in green, endings in red and bifurcations in
-//! blue, each with a line along its direction.
+//! dimmed, the main pass's ridge skeleton in green (minutiae added by the
+//! fine pass lie on its own skeleton, not drawn), endings in red and
+//! bifurcations in blue, each with a line along its direction.
 
 use image::{Rgb, RgbImage};
 
