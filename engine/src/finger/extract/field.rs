@@ -43,6 +43,16 @@ impl Field {
         (0.5 * v[1].atan2(v[0])).rem_euclid(PI)
     }
 
+    /// The foreground block mask spread to the `w × h` pixels.
+    pub(super) fn pixel_mask(&self, w: usize, h: usize) -> Vec<bool> {
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let blocks = &self.mask[(y / self.block) * self.bw..][..self.bw];
+            out.extend((0..w).map(|x| blocks[x / self.block]));
+        }
+        out
+    }
+
     /// Orientation field for the enhancement at pixel `(x, y)`, bilinear
     /// between block centres in the doubled-angle domain: `(cos 2θ, sin 2θ)`.
     pub(super) fn smooth_at(&self, x: f32, y: f32) -> [f32; 2] {

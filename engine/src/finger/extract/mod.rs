@@ -343,9 +343,7 @@ impl Extractor {
         let p = &self.params;
         let normal = field::normalise(&plane, 12, 4.0);
         let field = field::compute(&plane, &normal, p);
-        let foreground: Vec<bool> = (0..w * h)
-            .map(|i| field.mask[field.block_of(i % w, i / w)])
-            .collect();
+        let foreground = field.pixel_mask(w, h);
         ridge_area(&foreground, p.min_area)?;
         let choice = gabor::kernel_choice(&field, &foreground, w, h);
         // The fine pass does not depend on the main one: both run at once
@@ -665,9 +663,18 @@ fn add_isolated(kept: &mut Vec<Found>, extra: &[Found], field: &Field, spacing: 
 /// [`ExtractParams::min_response`] × its median over `fg`.
 fn responsive(resp: &[f32], fg: &[bool], w: usize, h: usize, p: &ExtractParams) -> Vec<bool> {
     let energy = field::Integral::new(w, h, |i| f64::from(resp[i] * resp[i]));
-    let rms: Vec<f32> = (0..h)
-        .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .map(|(x, y)| energy.window_mean(x, y, p.response_window).max(0.0).sqrt() as f32)
+    // Only the foreground's RMS matters (0 elsewhere).
+    let rms: Vec<f32> = (0..w * h)
+        .map(|i| {
+            if fg[i] {
+                energy
+                    .window_mean(i % w, i / w, p.response_window)
+                    .max(0.0)
+                    .sqrt() as f32
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mut inside: Vec<f32> = (0..w * h).filter(|&i| fg[i]).map(|i| rms[i]).collect();
     if inside.is_empty() {

@@ -195,9 +195,7 @@ fn simd_and_portable_enhancement_agree() {
     let plane = Plane::from_grey(&img);
     let normal = field::normalise(&plane, 12, 4.0);
     let field = field::compute(&plane, &normal, &fast.params);
-    let mask: Vec<bool> = (0..plane.w * plane.h)
-        .map(|i| field.mask[field.block_of(i % plane.w, i / plane.w)])
-        .collect();
+    let mask = field.pixel_mask(plane.w, plane.h);
     let choice = gabor::kernel_choice(&field, &mask, plane.w, plane.h);
     for bank in [&fast.bank, fast.fine_bank.as_ref().unwrap()] {
         let a = gabor::enhance(&normal, bank, &choice, fast.backend, &mask);
