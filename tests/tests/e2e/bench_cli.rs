@@ -9,24 +9,27 @@ fn bench_flat_prints_the_documented_json() {
     let dir = tempfile::tempdir().unwrap();
     for dtype in ["f32", "i8"] {
         let data = dir.path().join(dtype);
-        let report = json_stdout(
-            biomatch()
-                .args([
-                    "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
-                ])
-                .args([
-                    "--queries",
-                    "20",
-                    "--batch",
-                    "8",
-                    "--rounds",
-                    "2",
-                    "--threads",
-                    "2",
-                ])
-                .args(["--bandwidth-mib", "16", "--json", "--data-dir"])
-                .arg(&data),
-        );
+        // The same data set each time (3 000 × 64 of `dtype` in `data`).
+        let run = |options: &[&str]| {
+            json_stdout(
+                biomatch()
+                    .args(["bench", "flat", "--n", "3000", "--dim", "64"])
+                    .args(["--dtype", dtype, "--bandwidth-mib", "16", "--json"])
+                    .args(options)
+                    .arg("--data-dir")
+                    .arg(&data),
+            )
+        };
+        let report = run(&[
+            "--queries",
+            "20",
+            "--batch",
+            "8",
+            "--rounds",
+            "2",
+            "--threads",
+            "2",
+        ]);
         for field in [
             "single_query_ms_p50",
             "scan_gbps",
@@ -62,25 +65,7 @@ fn bench_flat_prints_the_documented_json() {
         );
 
         // The second run reuses the data on disk.
-        let report = json_stdout(
-            biomatch()
-                .args([
-                    "bench", "flat", "--n", "3000", "--dim", "64", "--dtype", dtype,
-                ])
-                .args([
-                    "--queries",
-                    "5",
-                    "--batch",
-                    "4",
-                    "--rounds",
-                    "1",
-                    "--bandwidth-mib",
-                    "16",
-                    "--json",
-                    "--data-dir",
-                ])
-                .arg(&data),
-        );
+        let report = run(&["--queries", "5", "--batch", "4", "--rounds", "1"]);
         assert!(
             report["build_s"].is_null(),
             "reused data reports no build time: {report}"
