@@ -116,7 +116,7 @@ fn finger_images_enroll_verify_identify_and_compare() {
             "POST",
             "/v1/subjects",
             &json!({"subject_id": "f101-again", "fingers": [image(101, 5)],
-                    "dedup": {"policy": "reject", "threshold": 0.05}}),
+                    "dedup": {"policy": "reject", "threshold": 0.085}}),
         )
         .unwrap();
     assert_eq!(s, 409, "{b}");
