@@ -5,13 +5,18 @@
 //!
 //! The per-pixel work is a dot product of the image window with a kernel
 //! (rows padded to 8 floats). [`dot_rows`] is the portable reference; it
-//! sums each 8-float column of even and of odd rows in its own accumulator
-//! (independent chains instead of one long one) and combines them in a
-//! fixed order. [`dot_fast`] does the same sums with AVX2 registers, in the
-//! same order, so both give the same bits (tests check it on random data
-//! and on a fingerprint).
+//! sums each 8-float column of the rows in its own accumulator and
+//! combines them in a fixed order. [`dot_block`] does the same sums with
+//! AVX2 registers, in the same order, so both give the same bits (tests
+//! check it on random data and on a fingerprint). It filters two
+//! neighbouring pixels that share a kernel (nearly all do) with the
+//! kernels of both banks at once: each kernel row is loaded once for two
+//! pixels and each window row once for two banks, and loads are what
+//! bounds this loop.
 
 use std::f32::consts::PI;
+
+use rayon::prelude::*;
 
 use super::Plane;
 use super::field::{self, Field};
@@ -28,7 +33,12 @@ pub(super) struct Bank {
     radius: usize,
     /// Row length, padded to a multiple of 8.
     stride: usize,
+    /// The kernels, one after another, from `kernels[start]`.
     kernels: Vec<f32>,
+    /// Where the first kernel starts: at a 32-byte boundary, so that with
+    /// rows of a multiple of 8 floats no row of a kernel straddles two
+    /// cache lines in the AVX2 loads.
+    start: usize,
 }
 
 impl Bank {
@@ -44,13 +54,15 @@ impl Bank {
             "Gabor radius {radius}: at most 63"
         );
         let size = stride * side;
-        let mut kernels = vec![0f32; ANGLES * PERIODS * size];
+        let mut kernels = vec![0f32; ANGLES * PERIODS * size + 7];
+        let start = kernels.as_ptr().align_offset(32).min(7);
+        let bank = &mut kernels[start..];
         for a in 0..ANGLES {
             let theta = a as f32 * PI / ANGLES as f32;
             let (c, s) = (theta.cos(), theta.sin());
             for t in 0..PERIODS {
                 let period = MIN_PERIOD + t as f32 * PERIOD_STEP;
-                let k = &mut kernels[(a * PERIODS + t) * size..][..size];
+                let k = &mut bank[(a * PERIODS + t) * size..][..size];
                 let mut envelope = vec![0f32; size];
                 for dy in 0..side {
                     for dx in 0..side {
@@ -79,6 +91,7 @@ impl Bank {
             radius,
             stride,
             kernels,
+            start,
         }
     }
 
@@ -90,7 +103,7 @@ impl Bank {
 
     fn kernel(&self, index: u16) -> &[f32] {
         let size = self.stride * (2 * self.radius + 1);
-        &self.kernels[index as usize * size..][..size]
+        &self.kernels[self.start + index as usize * size..][..size]
     }
 }
 
@@ -135,20 +148,45 @@ pub(super) fn kernel_choice(field: &Field, mask: &[bool], w: usize, h: usize) ->
     choice
 }
 
-/// The response of `bank` at every pixel of `mask` (0 elsewhere), each
-/// pixel with the kernel of `choice` (made by [`kernel_choice`] for a mask
-/// that covers `mask`).
+/// The responses of `banks` (all of one radius) at every pixel of `mask`
+/// (0 elsewhere), each pixel with the kernel of `choice` (made by
+/// [`kernel_choice`] for a mask that covers `mask`); one image per bank.
+/// Bands of rows run in parallel.
 pub(super) fn enhance(
     img: &Plane,
-    bank: &Bank,
+    banks: &[&Bank],
     choice: &[u16],
     backend: Backend,
     mask: &[bool],
-) -> Vec<f32> {
-    let r = bank.radius;
+) -> Vec<Vec<f32>> {
+    match banks {
+        [] => Vec::new(),
+        &[one] => enhance_with([one], img, choice, backend, mask),
+        &[a, b] => enhance_with([a, b], img, choice, backend, mask),
+        more => more
+            .iter()
+            .flat_map(|&bank| enhance_with([bank], img, choice, backend, mask))
+            .collect(),
+    }
+}
+
+/// [`enhance`] for `K` banks at once.
+fn enhance_with<const K: usize>(
+    banks: [&Bank; K],
+    img: &Plane,
+    choice: &[u16],
+    backend: Backend,
+    mask: &[bool],
+) -> Vec<Vec<f32>> {
+    let (r, stride) = (banks[0].radius, banks[0].stride);
+    assert!(
+        banks.iter().all(|b| b.radius == r),
+        "enhance: banks of different radii"
+    );
     let side = 2 * r + 1;
-    // Edge-replicated copy with room for the padded rows.
-    let pw = img.w + 2 * r + bank.stride;
+    // Edge-replicated copy with room for the padded rows (and for the
+    // second pixel of a pair).
+    let pw = img.w + 2 * r + stride + 1;
     let ph = img.h + 2 * r;
     let mut padded = vec![0f32; pw * ph];
     for y in 0..ph {
@@ -158,32 +196,53 @@ pub(super) fn enhance(
             padded[y * pw + x] = src[x.saturating_sub(r).min(img.w - 1)];
         }
     }
-    let dot = if backend == Backend::Scalar {
-        dot_rows
-    } else {
-        dot_fast
-    };
-    let mut out = vec![0f32; img.w * img.h];
-    for y in 0..img.h {
-        for x in 0..img.w {
-            let i = y * img.w + x;
-            if mask[i] {
-                let kernel = bank.kernel(choice[i]);
-                out[i] = dot(&padded[y * pw + x..], pw, kernel, bank.stride, side);
+    let scalar = backend == Backend::Scalar;
+    let w = img.w;
+    // Pixel-interleaved output (`K` values per pixel), split by rows.
+    let mut out = vec![[0f32; K]; w * img.h];
+    const BAND: usize = 16;
+    out.par_chunks_mut(w * BAND)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            for (dy, row) in rows.chunks_exact_mut(w).enumerate() {
+                let y = band * BAND + dy;
+                let (mask, choice) = (&mask[y * w..][..w], &choice[y * w..][..w]);
+                let mut x = 0;
+                while x < w {
+                    if !mask[x] {
+                        x += 1;
+                        continue;
+                    }
+                    let window = &padded[y * pw + x..];
+                    let kernels = banks.map(|b| b.kernel(choice[x]));
+                    if scalar {
+                        row[x] = kernels.map(|k| dot_rows(window, pw, k, stride, side));
+                        x += 1;
+                    } else if x + 1 < w && mask[x + 1] && choice[x + 1] == choice[x] {
+                        let [a, b] = dot_block::<2, K>(window, pw, kernels, stride, side);
+                        row[x] = a;
+                        row[x + 1] = b;
+                        x += 2;
+                    } else {
+                        [row[x]] = dot_block::<1, K>(window, pw, kernels, stride, side);
+                        x += 1;
+                    }
+                }
             }
-        }
-    }
-    out
+        });
+    (0..K)
+        .map(|k| out.iter().map(|px| px[k]).collect())
+        .collect()
 }
 
 /// Widest kernel row, in 8-float columns (Gabor radius up to 63).
 const MAX_COLUMNS: usize = 16;
 
 /// Σ over `rows` rows of `window[row · pitch ..][..stride] · kernel[row · stride ..]`:
-/// the portable reference. `stride` is a multiple of 8, at most 128. Lane `l` of column
-/// `c` of the even rows and of the odd rows each have their own running
-/// sum; the sums are combined lane by lane (even columns, then odd ones),
-/// then the eight lanes in order.
+/// the portable reference. `stride` is a multiple of 8, at most 128. Lane
+/// `l` of each 8-float column `c` has its own running sum over the rows;
+/// the columns are added lane by lane in order, then the eight lanes in
+/// order.
 pub(super) fn dot_rows(
     window: &[f32],
     pitch: usize,
@@ -193,22 +252,18 @@ pub(super) fn dot_rows(
 ) -> f32 {
     let columns = stride / 8;
     assert!(columns <= MAX_COLUMNS, "Gabor rows of {stride} floats");
-    let mut acc = [[0f32; 8]; 2 * MAX_COLUMNS];
+    let mut acc = [[0f32; 8]; MAX_COLUMNS];
     for row in 0..rows {
         let w = &window[row * pitch..][..stride];
         let k = &kernel[row * stride..][..stride];
-        let parity = &mut acc[(row & 1) * MAX_COLUMNS..][..columns];
-        for (a, (wc, kc)) in parity
-            .iter_mut()
-            .zip(w.chunks_exact(8).zip(k.chunks_exact(8)))
-        {
+        for (a, (wc, kc)) in acc.iter_mut().zip(w.chunks_exact(8).zip(k.chunks_exact(8))) {
             for l in 0..8 {
                 a[l] += wc[l] * kc[l];
             }
         }
     }
     let mut lanes = [0f32; 8];
-    for a in acc[..columns].iter().chain(&acc[MAX_COLUMNS..][..columns]) {
+    for a in &acc[..columns] {
         for l in 0..8 {
             lanes[l] += a[l];
         }
@@ -216,89 +271,92 @@ pub(super) fn dot_rows(
     lanes.iter().sum()
 }
 
-/// [`dot_rows`] with AVX2 where the CPU has it and rows are 8 to 32 floats
-/// (Gabor radius up to 15); the same sums in the same order.
-pub(super) fn dot_fast(
+/// [`dot_rows`] for `P` neighbouring pixels (the windows at
+/// `window[p..]`) and `K` kernels: `out[p][k]`, each the same bits as
+/// [`dot_rows`] gives. With AVX2 where the CPU has it and rows are 8 to
+/// 32 floats (Gabor radius up to 15).
+pub(super) fn dot_block<const P: usize, const K: usize>(
     window: &[f32],
     pitch: usize,
-    kernel: &[f32],
+    kernels: [&[f32]; K],
     stride: usize,
     rows: usize,
-) -> f32 {
+) -> [[f32; K]; P] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        type Dot = unsafe fn(&[f32], usize, &[f32], usize) -> f32;
-        let simd: Option<Dot> = match stride {
-            8 => Some(x86::dot::<1>),
-            16 => Some(x86::dot::<2>),
-            24 => Some(x86::dot::<3>),
-            32 => Some(x86::dot::<4>),
+        type Dot<const P: usize, const K: usize> =
+            unsafe fn(&[f32], usize, [&[f32]; K], usize) -> [[f32; K]; P];
+        let simd: Option<Dot<P, K>> = match stride {
+            8 => Some(x86::dot::<1, P, K>),
+            16 => Some(x86::dot::<2, P, K>),
+            24 => Some(x86::dot::<3, P, K>),
+            32 => Some(x86::dot::<4, P, K>),
             _ => None,
         };
         if let Some(dot) = simd {
-            // Every row read lies inside both slices (the AVX2 code does
+            // Every row read lies inside the slices (the AVX2 code does
             // not check).
             let fits = rows == 0
-                || (window.len() >= (rows - 1) * pitch + stride && kernel.len() >= rows * stride);
-            assert!(fits, "dot_fast: window or kernel shorter than {rows} rows");
+                || (window.len() >= (rows - 1) * pitch + P - 1 + stride
+                    && kernels.iter().all(|k| k.len() >= rows * stride));
+            assert!(fits, "dot_block: window or kernel shorter than {rows} rows");
             // SAFETY: AVX2 was just detected; the slices hold every row read.
-            return unsafe { dot(window, pitch, kernel, rows) };
+            return unsafe { dot(window, pitch, kernels, rows) };
         }
     }
-    dot_rows(window, pitch, kernel, stride, rows)
+    std::array::from_fn(|p| kernels.map(|k| dot_rows(&window[p..], pitch, k, stride, rows)))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::dot_rows`] for rows of `C` × 8 floats in `2C` registers.
-    /// Multiplies and adds stay separate (no FMA), as in the reference.
+    /// [`super::dot_rows`] for rows of `C` × 8 floats, `P` pixels and `K`
+    /// kernels, in `C · P · K` accumulators (at most 12 of the 16
+    /// registers for the sizes used). Multiplies and adds stay separate
+    /// (no FMA), as in the reference.
     ///
     /// # Safety
     /// The CPU must support AVX2; `window` must hold `rows − 1` pitches
-    /// plus `8C` floats and `kernel` `rows · 8C` floats.
+    /// plus `P − 1 + 8C` floats and every kernel `rows · 8C` floats.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dot<const C: usize>(
+    pub(super) unsafe fn dot<const C: usize, const P: usize, const K: usize>(
         window: &[f32],
         pitch: usize,
-        kernel: &[f32],
+        kernels: [&[f32]; K],
         rows: usize,
-    ) -> f32 {
-        let mut even = [_mm256_setzero_ps(); C];
-        let mut odd = [_mm256_setzero_ps(); C];
-        let (w, k) = (window.as_ptr(), kernel.as_ptr());
-        // Adds row `$row` into the accumulators `$acc`.
-        macro_rules! add_row {
-            ($acc:ident, $row:expr) => {
-                for (c, a) in $acc.iter_mut().enumerate() {
+    ) -> [[f32; K]; P] {
+        let mut acc = [[[_mm256_setzero_ps(); C]; K]; P];
+        let w = window.as_ptr();
+        let k = kernels.map(|k| k.as_ptr());
+        for row in 0..rows {
+            for c in 0..C {
+                let kv = k.map(|k| {
+                    let at = k.wrapping_add((row * C + c) * 8);
                     // SAFETY: within the rows the caller vouched for.
-                    let (wv, kv) = unsafe {
-                        (
-                            _mm256_loadu_ps(w.add($row * pitch + c * 8)),
-                            _mm256_loadu_ps(k.add(($row * C + c) * 8)),
-                        )
-                    };
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, kv));
+                    unsafe { _mm256_loadu_ps(at) }
+                });
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let at = w.wrapping_add(row * pitch + p + c * 8);
+                    // SAFETY: as above.
+                    let wv = unsafe { _mm256_loadu_ps(at) };
+                    for (a, kv) in acc.iter_mut().zip(kv) {
+                        a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(wv, kv));
+                    }
                 }
-            };
+            }
         }
-        let mut row = 0;
-        while row + 1 < rows {
-            add_row!(even, row);
-            add_row!(odd, row + 1);
-            row += 2;
-        }
-        if row < rows {
-            add_row!(even, row);
-        }
-        let mut lanes = _mm256_setzero_ps();
-        for a in even.iter().chain(&odd) {
-            lanes = _mm256_add_ps(lanes, *a);
-        }
-        let mut out = [0f32; 8];
-        // SAFETY: `out` holds eight floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), lanes) };
-        out.iter().sum()
+        acc.map(|acc| {
+            acc.map(|columns| {
+                let mut lanes = _mm256_setzero_ps();
+                for a in columns {
+                    lanes = _mm256_add_ps(lanes, a);
+                }
+                let mut out = [0f32; 8];
+                // SAFETY: `out` holds eight floats.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), lanes) };
+                out.iter().sum()
+            })
+        })
     }
 }

@@ -41,7 +41,8 @@
 //!    envelope (σ 2.5 px along, 4.5 px across), thinned, and put through
 //!    steps 4–5; its minutiae are added only where the main pass found
 //!    none within two ridge periods, since this pass also keeps more
-//!    noise. Both filterings run at once when a second core is free.
+//!    noise. Both filterings are done in one pass over the image, whose
+//!    bands of rows run in parallel when a second core is free.
 //!
 //! Each minutia gets a quality from its block's coherence and its distance
 //! to the edge; the finger gets a [`FingerQuality`] score (area, coherence,
@@ -346,14 +347,13 @@ impl Extractor {
         let foreground = field.pixel_mask(w, h);
         ridge_area(&foreground, p.min_area)?;
         let choice = gabor::kernel_choice(&field, &foreground, w, h);
-        // The fine pass does not depend on the main one: both run at once
-        // when a core is free.
-        let enhance =
-            |bank: &Bank| gabor::enhance(&normal, bank, &choice, self.backend, &foreground);
-        let (response, fine_response) = rayon::join(
-            || enhance(&self.bank),
-            || self.fine_bank.as_ref().map(enhance),
-        );
+        let banks: Vec<&Bank> = std::iter::once(&self.bank)
+            .chain(self.fine_bank.as_ref())
+            .collect();
+        let mut responses =
+            gabor::enhance(&normal, &banks, &choice, self.backend, &foreground).into_iter();
+        let response = responses.next().expect("one response per bank");
+        let fine_response = responses.next();
         let foreground = responsive(&response, &foreground, w, h, p);
         let area = ridge_area(&foreground, p.min_area)?;
         let skeleton = Skeleton::thin(&ridges(&response, &foreground, w, h, p), w, h);

@@ -160,23 +160,43 @@ fn gabor_dot_kernels_agree_bit_for_bit() {
     for stride in [8, 16, 24, 32, 40] {
         for rows in [1, 2, 7, 23] {
             let pitch = stride + 13;
-            let window: Vec<f32> = (0..(rows - 1) * pitch + stride)
+            // Room for a second pixel one float to the right.
+            let window: Vec<f32> = (0..(rows - 1) * pitch + stride + 1)
                 .map(|_| rng.random_range(-3.0f32..3.0))
                 .collect();
-            let kernel: Vec<f32> = (0..rows * stride)
-                .map(|_| rng.random_range(-1.0f32..1.0))
-                .collect();
-            let reference = gabor::dot_rows(&window, pitch, &kernel, stride, rows);
-            let fast = gabor::dot_fast(&window, pitch, &kernel, stride, rows);
+            let kernels: [Vec<f32>; 2] = std::array::from_fn(|_| {
+                (0..rows * stride)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect()
+            });
+            // reference[p][k]: pixel p (window shifted by p), kernel k.
+            let reference: [[u32; 2]; 2] = std::array::from_fn(|p| {
+                std::array::from_fn(|k| {
+                    gabor::dot_rows(&window[p..], pitch, &kernels[k], stride, rows).to_bits()
+                })
+            });
+            let [k0, k1] = [&kernels[0][..], &kernels[1][..]];
+            let bits = |v: f32| v.to_bits();
+            let at = format!("stride {stride}, rows {rows}");
+            let one = gabor::dot_block::<1, 1>(&window, pitch, [k0], stride, rows);
+            assert_eq!(one[0].map(bits), [reference[0][0]], "1×1, {at}");
+            let banks = gabor::dot_block::<1, 2>(&window, pitch, [k0, k1], stride, rows);
+            assert_eq!(banks[0].map(bits), reference[0], "1×2, {at}");
+            let pixels = gabor::dot_block::<2, 1>(&window, pitch, [k1], stride, rows);
             assert_eq!(
-                fast.to_bits(),
-                reference.to_bits(),
-                "stride {stride}, rows {rows}"
+                pixels.map(|p| p.map(bits)),
+                [[reference[0][1]], [reference[1][1]]],
+                "2×1, {at}"
             );
+            let both = gabor::dot_block::<2, 2>(&window, pitch, [k0, k1], stride, rows);
+            assert_eq!(both.map(|p| p.map(bits)), reference, "2×2, {at}");
             let exact: f64 = (0..rows)
                 .flat_map(|r| (0..stride).map(move |c| (r, c)))
-                .map(|(r, c)| f64::from(window[r * pitch + c]) * f64::from(kernel[r * stride + c]))
+                .map(|(r, c)| {
+                    f64::from(window[r * pitch + c]) * f64::from(kernels[0][r * stride + c])
+                })
                 .sum();
+            let reference = f32::from_bits(reference[0][0]);
             assert!(
                 (f64::from(reference) - exact).abs() < 1e-3,
                 "{reference} vs {exact}"
@@ -197,11 +217,23 @@ fn simd_and_portable_enhancement_agree() {
     let field = field::compute(&plane, &normal, &fast.params);
     let mask = field.pixel_mask(plane.w, plane.h);
     let choice = gabor::kernel_choice(&field, &mask, plane.w, plane.h);
-    for bank in [&fast.bank, fast.fine_bank.as_ref().unwrap()] {
-        let a = gabor::enhance(&normal, bank, &choice, fast.backend, &mask);
-        let b = gabor::enhance(&normal, bank, &choice, Backend::Scalar, &mask);
+    let pair = [&fast.bank, fast.fine_bank.as_ref().unwrap()];
+    // Both banks in one pass (the paired kernel), and each on its own.
+    let reference = gabor::enhance(&normal, &pair, &choice, Backend::Scalar, &mask);
+    let mut simd = gabor::enhance(&normal, &pair, &choice, fast.backend, &mask);
+    for bank in pair {
+        simd.extend(gabor::enhance(
+            &normal,
+            &[bank],
+            &choice,
+            fast.backend,
+            &mask,
+        ));
+    }
+    for (i, a) in simd.iter().enumerate() {
+        let b = &reference[i % 2];
         assert!(a.iter().any(|&v| v != 0.0));
-        for (x, y) in a.iter().zip(&b) {
+        for (x, y) in a.iter().zip(b) {
             assert_eq!(x.to_bits(), y.to_bits(), "{x} vs {y}");
         }
     }
