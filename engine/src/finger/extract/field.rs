@@ -434,16 +434,25 @@ fn ridge_period(img: &Plane, f: &mut Field) {
     let window: Vec<f32> = (0..SIGNATURE)
         .map(|k| 0.5 - 0.5 * (2.0 * PI * (k as f32 + 0.5) / SIGNATURE as f32).cos())
         .collect();
-    let basis: Vec<[f32; 2]> = periods
-        .iter()
-        .flat_map(|&t| {
-            (0..SIGNATURE).map(move |k| {
-                let phase = 2.0 * PI * k as f32 / t;
-                [phase.cos(), phase.sin()]
-            })
+    // Cosines and sines per sample, all periods side by side: the power
+    // of every period accumulates at once (independent sums that
+    // vectorise) instead of one period's long chain after another.
+    let basis: Vec<[Vec<f32>; 2]> = (0..SIGNATURE)
+        .map(|k| {
+            let phase = |t: f32| 2.0 * PI * k as f32 / t;
+            [
+                periods.iter().map(|&t| phase(t).cos()).collect(),
+                periods.iter().map(|&t| phase(t).sin()).collect(),
+            ]
         })
         .collect();
+    let (mut cos, mut sin) = (vec![0f32; n_periods], vec![0f32; n_periods]);
+    let mut powers = vec![0f32; n_periods];
     let (bw, bh, b) = (f.bw, f.bh, f.block as f32);
+    let (w, h) = (img.w as f32, img.h as f32);
+    // Farthest sample from a block's centre (half the signature across,
+    // two steps of 2 px along), with a pixel to spare for rounding.
+    let reach = ((SIGNATURE as f32 / 2.0).powi(2) + 16.0).sqrt() + 1.0;
     let mut raw = vec![0f32; bw * bh];
     let mut weight = vec![0f32; bw * bh];
     let mut sig = [0f32; SIGNATURE];
@@ -457,12 +466,21 @@ fn ridge_period(img: &Plane, f: &mut Field) {
             let theta = f.orientation[i];
             let (dx, dy) = (theta.cos(), theta.sin());
             let (nx, ny) = (-dy, dx);
+            // Every sample lies within `reach` of the centre; blocks whose
+            // samples all fall inside the image skip the clamping.
+            let inside =
+                (reach..w - 1.0 - reach).contains(&cx) && (reach..h - 1.0 - reach).contains(&cy);
             for (k, s) in sig.iter_mut().enumerate() {
                 let t = k as f32 - (SIGNATURE as f32 - 1.0) / 2.0;
                 let mut acc = 0.0;
                 for j in -2..=2 {
                     let u = 2.0 * j as f32;
-                    acc += img.bilinear(cx + t * nx + u * dx, cy + t * ny + u * dy);
+                    let (x, y) = (cx + t * nx + u * dx, cy + t * ny + u * dy);
+                    acc += if inside {
+                        img.bilinear_inside(x, y)
+                    } else {
+                        img.bilinear(x, y)
+                    };
                 }
                 *s = acc;
             }
@@ -475,15 +493,19 @@ fn ridge_period(img: &Plane, f: &mut Field) {
             if total <= 0.0 {
                 continue;
             }
-            let power = |pi: usize| {
-                let (mut c, mut s) = (0f32, 0f32);
-                for (v, bs) in sig.iter().zip(&basis[pi * SIGNATURE..(pi + 1) * SIGNATURE]) {
-                    c += v * bs[0];
-                    s += v * bs[1];
+            cos.fill(0.0);
+            sin.fill(0.0);
+            for (&v, [bc, bs]) in sig.iter().zip(&basis) {
+                for (c, b) in cos.iter_mut().zip(bc) {
+                    *c += v * b;
                 }
-                c * c + s * s
-            };
-            let powers: Vec<f32> = (0..n_periods).map(power).collect();
+                for (s, b) in sin.iter_mut().zip(bs) {
+                    *s += v * b;
+                }
+            }
+            for ((p, c), s) in powers.iter_mut().zip(&cos).zip(&sin) {
+                *p = c * c + s * s;
+            }
             let best = (0..n_periods)
                 .max_by(|&x, &y| powers[x].total_cmp(&powers[y]))
                 .unwrap_or(0);

@@ -255,6 +255,20 @@ impl Plane {
         let bottom = at(x0, y1) * (1.0 - tx) + at(x1, y1) * tx;
         top * (1.0 - ty) + bottom * ty
     }
+
+    /// [`Plane::bilinear`] (the same value) at a point with
+    /// `0 ≤ x < w − 1` and `0 ≤ y < h − 1`, where no clamping is needed.
+    fn bilinear_inside(&self, x: f32, y: f32) -> f32 {
+        debug_assert!((0.0..(self.w - 1) as f32).contains(&x));
+        debug_assert!((0.0..(self.h - 1) as f32).contains(&y));
+        let (x0, y0) = (x as usize, y as usize);
+        let (tx, ty) = (x - x0 as f32, y - y0 as f32);
+        let corner = y0 * self.w + x0;
+        let p = &self.data[corner..corner + self.w + 2];
+        let top = p[0] * (1.0 - tx) + p[1] * tx;
+        let bottom = p[self.w] * (1.0 - tx) + p[self.w + 1] * tx;
+        top * (1.0 - ty) + bottom * ty
+    }
 }
 
 /// Turns fingerprint images into minutiae records. Cheap to share: it
