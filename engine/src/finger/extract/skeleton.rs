@@ -107,8 +107,16 @@ impl Skeleton {
         loop {
             let mut changed = false;
             for table in &t.zhang_suen {
+                // Split `live` into the pixels this pass removes and those
+                // it keeps (in order), deciding on the codes from before it.
                 doomed.clear();
-                doomed.extend(live.iter().copied().filter(|&i| table[codes[i] as usize]));
+                live.retain(|&i| {
+                    let go = table[codes[i] as usize];
+                    if go {
+                        doomed.push(i);
+                    }
+                    !go
+                });
                 for &i in &doomed {
                     s.px[i] = 0;
                     // Neighbour `b` of `i` sees `i` as its neighbour `b + 4`.
@@ -118,7 +126,6 @@ impl Skeleton {
                     }
                 }
                 changed |= !doomed.is_empty();
-                live.retain(|&i| s.px[i] == 1);
             }
             if !changed {
                 break;
