@@ -704,40 +704,49 @@ fn responsive(resp: &[f32], fg: &[bool], w: usize, h: usize, p: &ExtractParams) 
 /// touching the background) of fewer than `max` pixels: pores and specks
 /// that would thin into holes.
 fn fill_pores(ridges: &mut [bool], fg: &[bool], w: usize, h: usize, max: usize) {
-    let mut seen = vec![false; ridges.len()];
+    // Per pixel: 0 not yet looked at, 1 in the component being explored,
+    // 2 a valley pixel whose component is no pore. An exploration stops as
+    // soon as its component is known to be no pore (it reaches `max`
+    // pixels, the background or the image's edge, or a pixel already
+    // known to be in such a component), so the long valleys between the
+    // ridges are dismissed a few pixels at a time instead of walked whole.
+    let mut state = vec![0u8; ridges.len()];
     let mut component = Vec::new();
     let mut stack = Vec::new();
     for start in 0..ridges.len() {
-        if seen[start] || ridges[start] || !fg[start] {
+        if ridges[start] || !fg[start] || state[start] != 0 {
             continue;
         }
         component.clear();
-        seen[start] = true;
+        stack.clear();
+        state[start] = 1;
         stack.push(start);
-        let mut open = false;
-        while let Some(i) = stack.pop() {
+        let mut pore = true;
+        'explore: while let Some(i) = stack.pop() {
             component.push(i);
             let (x, y) = (i % w, i / w);
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < w).then(|| i + 1),
-                (y > 0).then(|| i - w),
-                (y + 1 < h).then(|| i + w),
-            ];
-            // The image's edge counts as background.
-            open |= neighbours.iter().any(Option::is_none);
-            for j in neighbours.into_iter().flatten() {
-                if !fg[j] {
-                    open = true;
-                } else if !ridges[j] && !seen[j] {
-                    seen[j] = true;
+            if component.len() >= max || x == 0 || y == 0 || x + 1 == w || y + 1 == h {
+                pore = false;
+                break;
+            }
+            for j in [i - 1, i + 1, i - w, i + w] {
+                if !fg[j] || state[j] == 2 {
+                    pore = false;
+                    break 'explore;
+                }
+                if !ridges[j] && state[j] == 0 {
+                    state[j] = 1;
                     stack.push(j);
                 }
             }
         }
-        if !open && component.len() < max {
+        if pore {
             for &i in &component {
                 ridges[i] = true;
+            }
+        } else {
+            for &i in component.iter().chain(&stack) {
+                state[i] = 2;
             }
         }
     }

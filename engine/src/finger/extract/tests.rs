@@ -423,6 +423,68 @@ fn pores_are_filled_but_not_valleys() {
 }
 
 #[test]
+fn pore_filling_matches_whole_component_labelling() {
+    // The early-stopping exploration against the definition: label every
+    // valley component whole, fill those that are closed and small.
+    fn reference(ridges: &mut [bool], fg: &[bool], w: usize, h: usize, max: usize) {
+        let mut seen = vec![false; ridges.len()];
+        for start in 0..ridges.len() {
+            if seen[start] || ridges[start] || !fg[start] {
+                continue;
+            }
+            let (mut component, mut stack, mut open) = (Vec::new(), vec![start], false);
+            seen[start] = true;
+            while let Some(i) = stack.pop() {
+                component.push(i);
+                let (x, y) = ((i % w) as isize, (i / w) as isize);
+                for (dx, dy) in [(-1, 0), (1, 0), (0, -1), (0, 1)] {
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
+                        open = true;
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if !fg[j] {
+                        open = true;
+                    } else if !ridges[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            if !open && component.len() < max {
+                component.iter().for_each(|&i| ridges[i] = true);
+            }
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (w, h) = (64, 48);
+    let mut filled_any = 0;
+    for round in 0..200 {
+        let density = rng.random_range(0.45f32..0.8);
+        let ridges: Vec<bool> = (0..w * h).map(|_| rng.random::<f32>() < density).collect();
+        // An elliptical foreground with some background specks inside.
+        let fg: Vec<bool> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32 - 32.0, (i / w) as f32 - 24.0);
+                (x / 30.0).powi(2) + (y / 22.0).powi(2) < 1.0 && rng.random::<f32>() > 0.01
+            })
+            .collect();
+        let ridges: Vec<bool> = ridges.iter().zip(&fg).map(|(&r, &m)| r && m).collect();
+        let max = [3, 8, 20, 60][round % 4];
+        let (mut fast, mut slow) = (ridges.clone(), ridges.clone());
+        fill_pores(&mut fast, &fg, w, h, max);
+        reference(&mut slow, &fg, w, h, max);
+        assert_eq!(fast, slow, "round {round}, max {max}");
+        filled_any += (0..w * h).filter(|&i| fast[i] != ridges[i]).count();
+    }
+    assert!(
+        filled_any > 1000,
+        "the maps hold pores to fill ({filled_any} px)"
+    );
+}
+
+#[test]
 fn directions_follow_the_interpolated_field() {
     // Straight ridges of period 9 at 0°, 30° and 120° (image axes, y
     // down): the interpolated direction is the ridges' own, between block
