@@ -148,25 +148,27 @@ pub(super) fn kernel_choice(field: &Field, mask: &[bool], w: usize, h: usize) ->
     choice
 }
 
-/// The responses of `banks` (all of one radius) at every pixel of `mask`
-/// (0 elsewhere), each pixel with the kernel of `choice` (made by
-/// [`kernel_choice`] for a mask that covers `mask`); one image per bank.
-/// Bands of rows run in parallel.
+/// The responses of `bank` and, when given, of `fine` (of the same
+/// radius) at every pixel of `mask` (0 elsewhere), each pixel with the
+/// kernel of `choice` (made by [`kernel_choice`] for a mask that covers
+/// `mask`). Bands of rows run in parallel.
 pub(super) fn enhance(
     img: &Plane,
-    banks: &[&Bank],
+    bank: &Bank,
+    fine: Option<&Bank>,
     choice: &[u16],
     backend: Backend,
     mask: &[bool],
-) -> Vec<Vec<f32>> {
-    match banks {
-        [] => Vec::new(),
-        &[one] => enhance_with([one], img, choice, backend, mask),
-        &[a, b] => enhance_with([a, b], img, choice, backend, mask),
-        more => more
-            .iter()
-            .flat_map(|&bank| enhance_with([bank], img, choice, backend, mask))
-            .collect(),
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    match fine {
+        None => {
+            let [response] = enhance_with([bank], img, choice, backend, mask);
+            (response, None)
+        }
+        Some(fine) => {
+            let [response, fine] = enhance_with([bank, fine], img, choice, backend, mask);
+            (response, Some(fine))
+        }
     }
 }
 
@@ -177,7 +179,7 @@ fn enhance_with<const K: usize>(
     choice: &[u16],
     backend: Backend,
     mask: &[bool],
-) -> Vec<Vec<f32>> {
+) -> [Vec<f32>; K] {
     let (r, stride) = (banks[0].radius, banks[0].stride);
     assert!(
         banks.iter().all(|b| b.radius == r),
@@ -230,9 +232,7 @@ fn enhance_with<const K: usize>(
                 }
             }
         });
-    (0..K)
-        .map(|k| out.iter().map(|px| px[k]).collect())
-        .collect()
+    std::array::from_fn(|k| out.iter().map(|px| px[k]).collect())
 }
 
 /// Widest kernel row, in 8-float columns (Gabor radius up to 63).

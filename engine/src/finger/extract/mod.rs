@@ -361,13 +361,14 @@ impl Extractor {
         let foreground = field.pixel_mask(w, h);
         ridge_area(&foreground, p.min_area)?;
         let choice = gabor::kernel_choice(&field, &foreground, w, h);
-        let banks: Vec<&Bank> = std::iter::once(&self.bank)
-            .chain(self.fine_bank.as_ref())
-            .collect();
-        let mut responses =
-            gabor::enhance(&normal, &banks, &choice, self.backend, &foreground).into_iter();
-        let response = responses.next().expect("one response per bank");
-        let fine_response = responses.next();
+        let (response, fine_response) = gabor::enhance(
+            &normal,
+            &self.bank,
+            self.fine_bank.as_ref(),
+            &choice,
+            self.backend,
+            &foreground,
+        );
         let foreground = responsive(&response, &foreground, w, h, p);
         let area = ridge_area(&foreground, p.min_area)?;
         let skeleton = Skeleton::thin(&ridges(&response, &foreground, w, h, p), w, h);

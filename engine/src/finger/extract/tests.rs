@@ -217,19 +217,19 @@ fn simd_and_portable_enhancement_agree() {
     let field = field::compute(&plane, &normal, &fast.params);
     let mask = field.pixel_mask(plane.w, plane.h);
     let choice = gabor::kernel_choice(&field, &mask, plane.w, plane.h);
-    let pair = [&fast.bank, fast.fine_bank.as_ref().unwrap()];
+    let (bank, fine) = (&fast.bank, fast.fine_bank.as_ref());
     // Both banks in one pass (the paired kernel), and each on its own.
-    let reference = gabor::enhance(&normal, &pair, &choice, Backend::Scalar, &mask);
-    let mut simd = gabor::enhance(&normal, &pair, &choice, fast.backend, &mask);
-    for bank in pair {
-        simd.extend(gabor::enhance(
-            &normal,
-            &[bank],
-            &choice,
-            fast.backend,
-            &mask,
-        ));
-    }
+    let enhance =
+        |bank, fine, backend| gabor::enhance(&normal, bank, fine, &choice, backend, &mask);
+    let (main, fine_reference) = enhance(bank, fine, Backend::Scalar);
+    let reference = [main, fine_reference.unwrap()];
+    let (main, fine_simd) = enhance(bank, fine, fast.backend);
+    let simd = [
+        main,
+        fine_simd.unwrap(),
+        enhance(bank, None, fast.backend).0,
+        enhance(fine.unwrap(), None, fast.backend).0,
+    ];
     for (i, a) in simd.iter().enumerate() {
         let b = &reference[i % 2];
         assert!(a.iter().any(|&v| v != 0.0));
